@@ -1,0 +1,27 @@
+# mmcl workflow: params.yaml -> data -> stage-0 base model -> sequential CL stages -> evaluation of
+# every checkpoint on every task -> per-run accuracy matrices -> reports/.
+#
+# Rules are thin calls into the `mmcl` command line; the grid logic lives in src/mmcl (config.py,
+# plan.py), imported here without torch because every cluster job parses this file again.
+# Another params file: `snakemake --config params=path/to/params.yaml`.
+
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT_FILES,
+    default_target: True
+
+
+onsuccess:
+    print("\nmmcl: report written to reports/index.md (tables under reports/<suite>/<order>/<backbone>/)")

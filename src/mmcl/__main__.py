@@ -1,0 +1,3 @@
+from mmcl.cli import main
+
+main()

@@ -1,0 +1,196 @@
+"""``mmcl`` command line: the steps the workflow's rules call, each runnable by hand.
+
+Every command reads ``params.yaml`` (``--params``), validates it, and writes its outputs atomically
+with a ``provenance.json`` (resolved config, package versions, git commit) beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from mmcl.registry import ConfigError
+
+
+def _params(args):
+    from mmcl.config import load_params
+
+    return load_params(args.params)
+
+
+def cmd_validate_config(args) -> None:
+    from mmcl.methods import METHODS
+    from mmcl.plan import plan_stages
+
+    params = _params(args)
+    grid = params.grid
+    stages = {
+        (backbone, method, seed, stage.key)
+        for backbone in grid.backbones
+        for method in grid.methods
+        for seed in grid.seeds
+        for order in grid.orders
+        for stage in plan_stages(METHODS.get(params.methods[method].type).schedule, params.order(order))
+    }
+    runs = len(grid.backbones) * len(grid.methods) * len(grid.seeds) * len(grid.orders)
+    print(f"{args.params}: valid")
+    print(f"grid: suite {grid.suite}; {len(grid.orders)} order(s) x {len(grid.methods)} method(s) x "
+          f"{len(grid.backbones)} backbone(s) x {len(grid.seeds)} seed(s) = {runs} runs, {len(stages)} training stages")
+    for order in grid.orders:
+        print(f"  order {order}: {' -> '.join(params.order(order))}")
+
+
+def cmd_prepare(args) -> None:
+    from mmcl.data import GENERATORS
+    from mmcl.data.vocab import build_word_tokenizer
+    from mmcl.io import atomic_path, sha256_file, write_json
+    from mmcl.provenance import record
+
+    params = _params(args)
+    suite = params.suites[args.suite]
+    started = time.perf_counter()
+    with atomic_path(args.out) as tmp:
+        summary = GENERATORS.get(suite.generator)(suite).generate(tmp)
+        build_word_tokenizer(tmp / "vocab.txt", tmp / "tokenizer")
+        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.glob("*/*.jsonl"))}
+        summary = {"suite": args.suite, "seconds": round(time.perf_counter() - started, 2), **summary, "sha256": files}
+        write_json(tmp / "manifest.json", summary)
+        record(tmp / "provenance.json", params, {"command": "prepare", "suite": args.suite})
+    print(f"prepared suite {args.suite} in {args.out} ({summary['seconds']} s)")
+
+
+def cmd_train_base(args) -> None:
+    from mmcl.training.jobs import train_base
+
+    train_base(_params(args), args.suite, args.backbone, Path(args.data), Path(args.out))
+
+
+def cmd_train_stage(args) -> None:
+    from mmcl.training.jobs import train_stage
+
+    train_stage(
+        _params(args),
+        suite=args.suite,
+        backbone=args.backbone,
+        method=args.method,
+        seed=args.seed,
+        stage_key=args.stage,
+        data_dir=Path(args.data),
+        base_dir=Path(args.base),
+        prev_dir=Path(args.prev) if args.prev else None,
+        out_dir=Path(args.out),
+    )
+
+
+def cmd_evaluate(args) -> None:
+    from mmcl.evaluation import evaluate, evaluate_reference
+
+    params = _params(args)
+    if args.reference:
+        evaluate_reference(params, suite=args.suite, data_dir=Path(args.data), out_dir=Path(args.out))
+        return
+    if not args.base:
+        raise ConfigError("evaluate: --base is required (or --reference for the most-common baseline)")
+    evaluate(
+        params,
+        suite=args.suite,
+        method=args.method,
+        data_dir=Path(args.data),
+        base_dir=Path(args.base),
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+        out_dir=Path(args.out),
+    )
+
+
+def cmd_aggregate(args) -> None:
+    from mmcl.aggregate import aggregate_run
+    from mmcl.io import write_json
+
+    run = aggregate_run(
+        _params(args),
+        suite=args.suite,
+        order=args.order,
+        backbone=args.backbone,
+        method=args.method,
+        seed=args.seed,
+        stage_scores=[Path(p) for p in args.stage_scores],
+        zeroshot_scores=Path(args.zeroshot_scores),
+    )
+    write_json(args.out, run)
+    print(" | ".join(f"{k} {v:.1f}" for k, v in run["metrics"].items() if v == v))
+
+
+def cmd_report(args) -> None:
+    from mmcl.reports import build_reports
+
+    params = _params(args)
+    references = dict(item.split("=", 1) for item in args.reference)
+    build_reports(
+        [Path(p) for p in args.runs],
+        Path(args.out),
+        method_order=params.grid.methods,
+        baselines={suite: Path(path) for suite, path in references.items()},
+    )
+    print(f"report written to {args.out}/index.md")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmcl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--params", default="params.yaml", help="experiment config (default: params.yaml)")
+        p.set_defaults(func=func)
+        return p
+
+    command("validate-config", cmd_validate_config, "Check params.yaml and summarise the grid it declares.")
+
+    p = command("prepare", cmd_prepare, "Generate or convert a suite's data into the common JSONL format.")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--out", required=True, type=Path, help="data directory of the suite, e.g. data/micl-synth")
+
+    p = command("train-base", cmd_train_base, "Build a backbone's stage-0 base model (and train its LLM on text).")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--data", required=True, help="the suite's data directory")
+    p.add_argument("--out", required=True, help="base model directory to write")
+
+    p = command("train-stage", cmd_train_stage, "Train one continual-learning stage from the previous checkpoint.")
+    for flag in ("--suite", "--backbone", "--method", "--data", "--base", "--out"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--stage", required=True, help="stage key: the tasks trained so far joined by '+'")
+    p.add_argument("--prev", help="previous stage's checkpoint (omit for the first stage)")
+
+    p = command("evaluate", cmd_evaluate, "Evaluate a checkpoint (or the base model) on every task of the suite.")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="directory for predictions/ and scores.json")
+    p.add_argument("--base", help="base model directory")
+    p.add_argument("--method", help="method whose checkpoint is evaluated (it shapes the model, e.g. LoRA)")
+    p.add_argument("--checkpoint", help="stage checkpoint (omit to evaluate the base model)")
+    p.add_argument("--reference", action="store_true", help="score the most-common-training-answer predictor")
+
+    p = command("aggregate", cmd_aggregate, "Build one run's accuracy matrices and CL metrics from its scores.")
+    for flag in ("--suite", "--order", "--backbone", "--method", "--zeroshot-scores", "--out"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--stage-scores", nargs="*", default=[], help="scores.json of each stage, in training order")
+
+    p = command("report", cmd_report, "Write tables, heatmaps, results.csv, summary.csv and metrics.json.")
+    p.add_argument("--runs", nargs="+", required=True, help="run JSON files from `mmcl aggregate`")
+    p.add_argument("--reference", nargs="*", default=[], metavar="SUITE=SCORES", help="most-common baseline scores")
+    p.add_argument("--out", default="reports")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

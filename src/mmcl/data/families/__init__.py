@@ -1,0 +1,26 @@
+"""Task families: how a task's samples become training targets and how its predictions are scored.
+
+A family is one module here, registered in ``mmcl.data.TASK_FAMILIES``; ``params.yaml`` names it in
+``suites.<suite>.tasks.<task>.family``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from mmcl.data.records import Sample
+
+Corpus = tuple[dict[str, str], dict[str, list[str]]]  # (id -> prediction, id -> accepted answers)
+
+
+class TaskFamily:
+    metrics: tuple[str, ...] = ()
+    primary: str = ""
+
+    def target(self, sample: Sample, rng: random.Random) -> str:
+        """The text a training step supervises for this sample."""
+        return sample.answers[0]
+
+    def score(self, corpora: dict[str, Corpus]) -> dict[str, dict[str, float]]:
+        """Scores (already scaled: percent, CIDEr x100) for every task's corpus, in one call."""
+        raise NotImplementedError

@@ -1,0 +1,285 @@
+"""micl-synth: the embedded offline benchmark, procedurally generated from one small world.
+
+The world (``micl_world``) holds scenes of coloured shapes on a 3x3 grid (images), short beeping
+sounds (audio) and a shape moving across the canvas (video). This module puts it into words:
+
+- captioning: a fixed instruction per modality ("describe the image .") and
+  ``world.references_per_caption`` paraphrases, each naming every attribute of the media, e.g.
+  "a red circle at the top left and a blue square at the bottom right";
+- QA: one question, one single-word answer; the question kinds (and so the answer vocabularies)
+  differ per modality and overlap only partly (colours and shapes, "one"/"two", "left"/"right");
+- text QA: a description of a scene, sounds or clip in the same words, then a question about it,
+  e.g. "scene : a red circle at the top left . question : what color is the circle ?"
+  (the base LLM's stage-0 knowledge of the world).
+
+All text is lowercase with punctuation as separate tokens, so ``text.split()`` yields the words.
+Each (task, split) draws from its own RNG stream, seeded by a stable hash of (seed, task, split):
+adding a task leaves the other tasks' bytes unchanged. Test media never repeat a train file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmcl.config import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.data import GENERATORS
+from mmcl.data.generators.micl_world import (
+    COLOR_NAMES,
+    COLUMNS,
+    ROWS,
+    SHAPES,
+    Motion,
+    Scene,
+    SceneObject,
+    Sounds,
+    check_world,
+    encode_motion,
+    encode_scene,
+    encode_sounds,
+    pick,
+    sample_motion,
+    sample_scene,
+    sample_sounds,
+)
+from mmcl.data.records import Sample, split_path, write_jsonl
+from mmcl.io import write_text
+from mmcl.registry import ConfigError
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SPLITS = ("train", "test")
+MAX_REDRAWS = 1000  # a test sample whose media repeat a train file is drawn again, up to this often
+
+
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else noun + "s"
+
+
+def _reference(obj: SceneObject | Motion, rng: np.random.Generator) -> str:
+    """A phrase naming exactly one object (objects of a scene differ in colour and in shape)."""
+    return pick(rng, (f"the {obj.shape}", f"the {obj.color} {obj.shape}", f"the {obj.color} object"))
+
+
+# Captions: every template names every attribute; the first ``references_per_caption`` are used.
+
+
+def scene_captions(scene: Scene) -> list[str]:
+    things = [(f"{o.color} {o.shape}", o.place) for o in scene]
+    count = f"{NUMBER_WORDS[len(scene)]} {_plural(len(scene), 'shape')}"
+    return [
+        " and ".join(f"a {thing} at the {place}" for thing, place in things),
+        " , ".join(f"{place} : a {thing}" for thing, place in things),
+        f"{count} : " + " and ".join(f"{thing} {place}" for thing, place in things),
+        " , ".join(f"{thing} in the {place}" for thing, place in things),
+    ]
+
+
+def sounds_captions(sounds: Sounds) -> list[str]:
+    count = len(sounds.pitches)
+    many = f"{NUMBER_WORDS[count]} {sounds.kind} {_plural(count, 'sound')}"
+    return [
+        f"{many} : " + " , ".join(sounds.pitches),
+        " then ".join(sounds.pitches) + f" , {many}",
+        f"i hear {many} : " + " ".join(sounds.pitches),
+        " , ".join(f"a {pitch} {sounds.kind}" for pitch in sounds.pitches),
+    ]
+
+
+def motion_captions(motion: Motion) -> list[str]:
+    thing, way, lane = f"{motion.color} {motion.shape}", motion.direction, motion.lane_name
+    return [
+        f"a {thing} moves {way} along the {lane}",
+        f"{lane} : a {thing} moving {way}",
+        f"the {thing} is moving {way} at the {lane}",
+        f"there is a {thing} moving {way} along the {lane}",
+    ]
+
+
+CAPTION_TEMPLATES = 4
+
+
+# Questions: the kind is drawn uniformly, then the asked-about value is uniform by construction.
+
+
+def scene_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    kind = pick(rng, ("color", "shape", "row", "column", "count", "presence"))
+    target = pick(rng, scene)
+    ref = _reference(target, rng)
+    if kind == "color":
+        return f"what color is the {target.shape} ?", target.color
+    if kind == "shape":
+        return f"what shape is the {target.color} object ?", target.shape
+    if kind == "row":
+        return f"is {ref} at the top , middle or bottom ?", ROWS[target.row]
+    if kind == "column":
+        return f"is {ref} at the left , center or right ?", COLUMNS[target.column]
+    if kind == "count":
+        return "how many shapes are there ?", NUMBER_WORDS[len(scene)]
+    if rng.random() < 0.5:
+        return f"is there a {target.color} {target.shape} ?", "yes"
+    # A near miss: one attribute of a present object, the other changed (colours and shapes are
+    # unique within a scene, so this combination is absent).
+    if rng.random() < 0.5:
+        color, shape = target.color, pick(rng, [s for s in SHAPES if s != target.shape])
+    else:
+        color, shape = pick(rng, [c for c in COLOR_NAMES if c != target.color]), target.shape
+    return f"is there a {color} {shape} ?", "no"
+
+
+def sounds_question(sounds: Sounds, rng: np.random.Generator) -> tuple[str, str]:
+    kind = pick(rng, ("count", "kind", "pitch"))
+    if kind == "count":
+        return "how many sounds are there ?", NUMBER_WORDS[len(sounds.pitches)]
+    if kind == "kind":
+        return "what kind of sound do you hear ?", sounds.kind
+    which = pick(rng, ("first", "last"))
+    return f"what is the pitch of the {which} sound ?", sounds.pitches[0 if which == "first" else -1]
+
+
+def motion_question(motion: Motion, rng: np.random.Generator) -> tuple[str, str]:
+    # Direction is the one thing only video shows: ask about it half of the time.
+    kind = pick(rng, ("direction", "direction", "color", "shape"))
+    if kind == "direction":
+        return f"which way does {_reference(motion, rng)} move ?", motion.direction
+    if kind == "color":
+        return f"what color is the moving {motion.shape} ?", motion.color
+    return "what shape is moving ?", motion.shape
+
+
+@dataclass(frozen=True)
+class MediaKind:
+    """How one modality's world state is drawn, encoded and put into words."""
+
+    extension: str
+    label: str  # how a text-QA instruction introduces a description of this state
+    sample: Callable[[np.random.Generator, WorldConfig], Any]
+    encode: Callable[[Any, WorldConfig, np.random.Generator], bytes]
+    captions: Callable[[Any], list[str]]
+    question: Callable[[Any, np.random.Generator], tuple[str, str]]
+
+
+MEDIA = {
+    "image": MediaKind("png", "scene", sample_scene, encode_scene, scene_captions, scene_question),
+    "audio": MediaKind("wav", "sounds", sample_sounds, encode_sounds, sounds_captions, sounds_question),
+    "video": MediaKind("gif", "clip", sample_motion, encode_motion, motion_captions, motion_question),
+}
+TEXT_SOURCES = ("image", "image", "audio", "video")  # scenes carry the most question kinds
+SUPPORTED = (*((family, m) for family in ("captioning", "qa") for m in MEDIA), ("qa", "text"))
+
+
+def task_rng(seed: int, task: str, split: str) -> np.random.Generator:
+    """An RNG stream of its own per (seed, task, split), from a hash that is stable across runs."""
+    digest = hashlib.sha256(f"micl_synth/{seed}/{task}/{split}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+@GENERATORS.register("micl_synth")
+class MiclSynth:
+    """Writes every task of a suite: ``<task>/<split>.jsonl``, ``media/<task>/<split>/*``, ``vocab.txt``."""
+
+    def __init__(self, suite: SuiteConfig):
+        for task, config in suite.tasks.items():
+            if (config.family, config.modality) not in SUPPORTED:
+                pairs = ", ".join(f"({f}, {m})" for f, m in SUPPORTED)
+                raise ConfigError(
+                    f"micl_synth task '{task}': unsupported (family, modality) "
+                    f"({config.family}, {config.modality}); supported: {pairs}"
+                )
+        references = suite.world.references_per_caption
+        if not 1 <= references <= CAPTION_TEMPLATES:
+            raise ConfigError(
+                f"micl_synth world: references_per_caption must be 1..{CAPTION_TEMPLATES}, got {references}"
+            )
+        check_world(suite.world)
+        self.suite = suite
+
+    def generate(self, out_dir: Path) -> dict:
+        """Write every task of the suite into out_dir and return a summary dict."""
+        started = time.perf_counter()
+        out_dir = Path(out_dir)
+        sizes = {"train": self.suite.sizes.train, "test": self.suite.sizes.test}
+        words: set[str] = set()
+        files = 1  # vocab.txt
+        tasks = {}
+        for task, config in self.suite.tasks.items():
+            train_media: set[bytes] = set()
+            splits = {}
+            for split in SPLITS:
+                samples, media = self._write_split(task, config, split, sizes[split], out_dir, train_media)
+                if split == "train":
+                    train_media = media
+                for sample in samples:
+                    words.update(sample.instruction.split())
+                    words.update(word for answer in sample.answers for word in answer.split())
+                files += 1 + sum(len(sample.media) for sample in samples)
+                splits[split] = _split_summary(samples)
+            tasks[task] = {"family": config.family, "modality": config.modality, "splits": splits}
+        write_text(out_dir / "vocab.txt", "".join(f"{word}\n" for word in sorted(words)))
+        return {"tasks": tasks, "files": files, "seconds": round(time.perf_counter() - started, 3)}
+
+    def _write_split(
+        self, task: str, config: TaskConfig, split: str, size: int, out_dir: Path, avoid: set[bytes]
+    ) -> tuple[list[Sample], set[bytes]]:
+        """Samples of one split (media written, JSONL written) and the digests of its media files."""
+        rng = task_rng(self.suite.seed, task, split)
+        width = max(5, len(str(size - 1)))
+        if config.modality != "text":
+            (out_dir / "media" / task / split).mkdir(parents=True, exist_ok=True)
+        digests: set[bytes] = set()
+        samples = []
+        for index in range(size):
+            name = f"{index:0{width}d}"
+            media = []
+            if config.modality == "text":
+                instruction, answers = self._text_qa(rng)
+            else:
+                data, instruction, answers = self._media_sample(config, rng, avoid)
+                relative = f"media/{task}/{split}/{name}.{MEDIA[config.modality].extension}"
+                (out_dir / relative).write_bytes(data)
+                digests.add(hashlib.sha256(data).digest())
+                media.append(relative)
+            sample_id = f"{task}-{split}-{name}"
+            samples.append(Sample(sample_id, task, config.modality, instruction, answers, media))
+        write_jsonl(split_path(out_dir, task, split), samples)
+        return samples, digests
+
+    def _media_sample(
+        self, config: TaskConfig, rng: np.random.Generator, avoid: set[bytes]
+    ) -> tuple[bytes, str, list[str]]:
+        """Media bytes (not among ``avoid``), instruction and answers of one sample."""
+        world, kind = self.suite.world, MEDIA[config.modality]
+        for _ in range(MAX_REDRAWS):
+            state = kind.sample(rng, world)
+            data = kind.encode(state, world, rng)
+            if hashlib.sha256(data).digest() not in avoid:
+                break
+        else:
+            raise ConfigError("micl_synth: the world is too small for these split sizes (test repeats train)")
+        if config.family == "captioning":
+            references = kind.captions(state)[: world.references_per_caption]
+            return data, f"describe the {config.modality} .", references
+        question, answer = kind.question(state, rng)
+        return data, question, [answer]
+
+    def _text_qa(self, rng: np.random.Generator) -> tuple[str, list[str]]:
+        kind = MEDIA[pick(rng, TEXT_SOURCES)]
+        state = kind.sample(rng, self.suite.world)
+        description = pick(rng, kind.captions(state))  # every paraphrase, to teach them all
+        question, answer = kind.question(state, rng)
+        return f"{kind.label} : {description} . question : {question}", [answer]
+
+
+def _split_summary(samples: list[Sample]) -> dict:
+    targets = Counter(" | ".join(sample.answers) for sample in samples)
+    return {
+        "samples": len(samples),
+        "distinct_answers": len(targets),  # distinct answers (QA) or reference sets (captioning)
+        "majority_share": round(max(targets.values()) / len(samples), 4) if samples else 0.0,
+    }

@@ -1,0 +1,5 @@
+"""Backbone families (one module each) and the multimodal LLM they assemble (``mllm``)."""
+
+from mmcl.registry import Registry
+
+BACKBONES = Registry("backbone family", __name__, shared=("mllm", "checkpoint", "family"))

@@ -1,0 +1,148 @@
+"""A LLaVA-style multimodal LLM assembled from Hugging Face parts.
+
+Each modality has a frozen-by-default encoder and a trainable two-layer MLP projector into the
+LLM's embedding space. The prompt holds one placeholder token per media token (expanded by the
+collator); the projected encoder outputs replace those placeholders' embeddings, so the LLM sees
+``[bos] <media tokens> instruction <answer> target [eos]`` as one sequence. Video frames go
+through the image encoder and are concatenated (or averaged) over time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmcl.data.vocab import ANSWER_TOKEN, MEDIA_TOKENS
+
+
+
+def encoder_width(config) -> int:
+    for sub in ("vision_config", "audio_config"):
+        if hasattr(config, sub):
+            config = getattr(config, sub)
+    return getattr(config, "hidden_size", None) or config.d_model
+
+
+class ImageEncoder(nn.Module):
+    """A vision tower (CLIP-like) returning one token per patch plus the class token."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.tower = getattr(model, "vision_model", model)  # dual-tower checkpoints: keep the vision side
+        self.width = encoder_width(model.config)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.tower(pixel_values=pixel_values).last_hidden_state
+
+
+class AudioEncoder(nn.Module):
+    """An audio encoder fed by its feature extractor's output (log-mel for Whisper-like models)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.tower = model.get_encoder() if hasattr(model, "get_encoder") else model
+        self.width = encoder_width(model.config)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.tower(features).last_hidden_state
+
+
+def projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+
+class MultimodalLM(nn.Module):
+    def __init__(
+        self,
+        llm: nn.Module,
+        tokenizer,
+        image_encoder: ImageEncoder | None,
+        audio_encoder: AudioEncoder | None,
+        projector_hidden: int | None = None,
+        video_temporal: str = "concat",
+        freeze_encoders: bool = True,
+    ):
+        super().__init__()
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.encoders = nn.ModuleDict()
+        if image_encoder is not None:
+            self.encoders["image"] = image_encoder
+        if audio_encoder is not None:
+            self.encoders["audio"] = audio_encoder
+        self.video_temporal = video_temporal
+        self.freeze_encoders = freeze_encoders
+        width = llm.get_input_embeddings().embedding_dim
+        self.projectors = nn.ModuleDict(
+            {
+                modality: projector(self._encoder(modality).width, projector_hidden or width, width)
+                for modality in self.modalities
+            }
+        )
+        self.media_token_ids = {m: tokenizer.convert_tokens_to_ids(MEDIA_TOKENS[m]) for m in self.modalities}
+        self.answer_token_id = tokenizer.convert_tokens_to_ids(ANSWER_TOKEN)
+        if freeze_encoders:
+            self.encoders.requires_grad_(False)
+        self.num_media_tokens: dict[str, int] = {}
+
+    @property
+    def modalities(self) -> list[str]:
+        found = list(self.encoders)
+        return found + (["video"] if "image" in self.encoders else [])
+
+    def _encoder(self, modality: str) -> nn.Module:
+        return self.encoders["image" if modality == "video" else modality]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_encoders:
+            self.encoders.eval()  # frozen encoders keep dropout/norm statistics fixed
+        return self
+
+    def encode(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+        """Media inputs -> (batch, media tokens, LLM width)."""
+        encoder = self._encoder(modality)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoders):
+            if modality == "video":  # (B, F, C, H, W): every frame through the image encoder
+                b, f = inputs.shape[:2]
+                feats = encoder(inputs.flatten(0, 1))
+                feats = feats.view(b, f, *feats.shape[1:])
+                feats = feats.mean(1) if self.video_temporal == "mean" else feats.flatten(1, 2)
+            else:
+                feats = encoder(inputs)
+        projector_module = self.projectors[modality]
+        return projector_module(feats.to(projector_module[0].weight.dtype))
+
+    def embed(self, input_ids: torch.Tensor, media: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token embeddings with every modality's placeholders replaced by its projected features."""
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        for modality, inputs in media.items():
+            feats = self.encode(modality, inputs).to(embeds.dtype)
+            mask = (input_ids == self.media_token_ids[modality]).unsqueeze(-1)
+            if mask.sum() != feats.numel() // feats.shape[-1]:
+                raise ValueError(
+                    f"{modality}: {int(mask.sum())} placeholder tokens but {feats.shape[0] * feats.shape[1]} "
+                    "media tokens; the collator and the encoder disagree on the number of media tokens"
+                )
+            embeds = embeds.masked_scatter(mask, feats)
+        return embeds
+
+    def forward(self, input_ids, attention_mask, media=None, labels=None, **kwargs):
+        embeds = self.embed(input_ids, media or {})
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, media=None, max_new_tokens: int = 24) -> torch.Tensor:
+        """Greedy decoding; returns only the new tokens (inputs must be left-padded)."""
+        embeds = self.embed(input_ids, media or {})
+        return self.llm.generate(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )

@@ -1,0 +1,161 @@
+"""The ``tiny`` backbone family: small random-init configs of the same Hugging Face classes real
+backbones use (a Llama-style LLM, a CLIP vision tower, a Whisper encoder), sized for a laptop CPU.
+
+Its LLM starts from scratch, so stage 0 trains it on the suite's text-only task before any
+continual stage: that gives every method a "base LLM" with knowledge to lose.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmcl.config import BackboneConfig, SuiteConfig
+from mmcl.models import BACKBONES
+from mmcl.models.family import BackboneFamily
+
+
+@dataclass
+class TinyLLMConfig:
+    arch: str = "llama"  # any transformers model_type with the usual size names (llama, gpt_neox, qwen2, ...)
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    intermediate_size: int = 256
+    max_positions: int = 256
+
+
+@dataclass
+class TinyVisionConfig:
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+    patch_size: int = 8
+
+
+@dataclass
+class TinyAudioConfig:
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    mel_bins: int = 40
+    hop_length: int = 320  # 1 s at 16 kHz -> 50 mel frames -> 25 encoder tokens
+
+
+@dataclass
+class Stage0Config:
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TinyConfig(BackboneConfig):
+    family: str = "tiny"
+    init_seed: int = 0  # random init of every part (the base model is shared by all runs)
+    llm: TinyLLMConfig = field(default_factory=TinyLLMConfig)
+    image_encoder: TinyVisionConfig = field(default_factory=TinyVisionConfig)
+    audio_encoder: TinyAudioConfig = field(default_factory=TinyAudioConfig)
+    stage0: Stage0Config = field(default_factory=Stage0Config)
+
+
+@BACKBONES.register("tiny", TinyConfig)
+class Tiny(BackboneFamily):
+    config: TinyConfig
+
+    def assemble(self, suite: SuiteConfig, data_dir: Path):
+        import torch
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoTokenizer,
+            CLIPImageProcessor,
+            CLIPVisionConfig,
+            CLIPVisionModel,
+            WhisperConfig,
+            WhisperFeatureExtractor,
+            WhisperModel,
+        )
+
+        from mmcl.models.checkpoint import MediaProcessor, count_media_tokens
+        from mmcl.models.mllm import AudioEncoder, ImageEncoder, MultimodalLM
+
+        cfg, world = self.config, suite.world
+        torch.manual_seed(cfg.init_seed)
+        tokenizer = AutoTokenizer.from_pretrained(Path(data_dir) / "tokenizer")
+        llm_config = AutoConfig.for_model(
+            cfg.llm.arch,
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.llm.hidden_size,
+            num_hidden_layers=cfg.llm.layers,
+            num_attention_heads=cfg.llm.heads,
+            num_key_value_heads=cfg.llm.heads,
+            intermediate_size=cfg.llm.intermediate_size,
+            max_position_embeddings=cfg.llm.max_positions,
+            tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        llm = AutoModelForCausalLM.from_config(llm_config)
+
+        size = world.image_size
+        vision = CLIPVisionModel(
+            CLIPVisionConfig(
+                image_size=size,
+                patch_size=cfg.image_encoder.patch_size,
+                hidden_size=cfg.image_encoder.hidden_size,
+                intermediate_size=2 * cfg.image_encoder.hidden_size,
+                num_hidden_layers=cfg.image_encoder.layers,
+                num_attention_heads=cfg.image_encoder.heads,
+            )
+        )
+        image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+        seconds = math.ceil(world.audio_seconds)  # Whisper features cover whole seconds
+        frames = seconds * world.sample_rate // cfg.audio_encoder.hop_length
+        a = cfg.audio_encoder
+        whisper = WhisperModel(
+            WhisperConfig(
+                num_mel_bins=a.mel_bins,
+                d_model=a.d_model,
+                encoder_layers=a.layers,
+                encoder_attention_heads=a.heads,
+                encoder_ffn_dim=2 * a.d_model,
+                max_source_positions=frames // 2,  # the encoder's stride-2 convolution halves the frames
+                # the decoder is unused; keep it minimal
+                decoder_layers=1,
+                decoder_attention_heads=1,
+                decoder_ffn_dim=8,
+                max_target_positions=4,
+                vocab_size=4,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+                decoder_start_token_id=1,
+            )
+        )
+        feature_extractor = WhisperFeatureExtractor(
+            feature_size=a.mel_bins,
+            sampling_rate=world.sample_rate,
+            hop_length=a.hop_length,
+            chunk_length=seconds,
+        )
+        model = MultimodalLM(
+            llm,
+            tokenizer,
+            ImageEncoder(vision),
+            AudioEncoder(whisper),
+            projector_hidden=cfg.projector_hidden,
+            video_temporal=cfg.video.temporal,
+            freeze_encoders=cfg.freeze_encoders,
+        )
+        processor = MediaProcessor(image_processor, feature_extractor, cfg.video.frames)
+        count_media_tokens(model, processor)
+        return model, processor
+
+    def stage0(self) -> Stage0Config:
+        return self.config.stage0

@@ -1,0 +1,148 @@
+"""Loading per-run result files into a typed, validated form shared by the table and figure code."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmcl.io import read_json
+
+NAN = float("nan")
+JOINT = "joint"  # the single stage name of a joint (multitask) run
+QA, CAPTIONING = "qa", "captioning"  # task families averaged by the *_acc / *_cider metrics
+
+
+def to_float(value) -> float:
+    """JSON number or null -> float, with null (not applicable) as NaN."""
+    return NAN if value is None else float(value)
+
+
+def mean_or_nan(values: Iterable[float]) -> float:
+    """Mean of the defined (non-NaN) values; NaN when none is defined."""
+    defined = [v for v in values if not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else NAN
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run's results: the accuracy matrix of every metric plus its run-level metrics."""
+
+    suite: str
+    order: str
+    backbone: str
+    method: str
+    seed: int
+    tasks: tuple[str, ...]  # the order's training sequence
+    eval_tasks: tuple[str, ...]  # matrix columns; may include tasks never trained
+    families: dict[str, str]
+    primary_metric: dict[str, str]
+    stages: tuple[str, ...]  # task trained at each stage (matrix rows); ("joint",) for a joint run
+    matrix: dict[str, np.ndarray]  # metric -> (stage, eval_task) scores, NaN where not applicable
+    metrics: dict[str, float]
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        """The (suite, order, backbone) cell of the grid; one table per group."""
+        return (self.suite, self.order, self.backbone)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (*self.group, self.method, self.seed)
+
+    @property
+    def is_joint(self) -> bool:
+        return self.stages == (JOINT,)
+
+    @property
+    def extra_tasks(self) -> tuple[str, ...]:
+        """Evaluated tasks that are not in the training sequence (e.g. the LLM's text knowledge)."""
+        return tuple(t for t in self.eval_tasks if t not in self.tasks)
+
+    @property
+    def report_tasks(self) -> tuple[str, ...]:
+        """Table and heatmap columns: the training sequence, then the tasks outside it."""
+        return self.tasks + self.extra_tasks
+
+    def tasks_of(self, family: str) -> list[str]:
+        return [t for t in self.tasks if self.families.get(t) == family]
+
+    def score(self, metric: str, stage: int, task: str) -> float:
+        """Score of ``task`` in ``metric`` after 0-based ``stage`` (NaN if the metric was not recorded)."""
+        if metric not in self.matrix:
+            return NAN
+        return float(self.matrix[metric][stage, self.eval_tasks.index(task)])
+
+    def final(self, task: str) -> float:
+        """The task's primary-metric score after the last stage."""
+        return self.score(self.primary_metric[task], len(self.stages) - 1, task)
+
+
+def parse_run(data: dict, source: str) -> Run:
+    """Build a :class:`Run` from a run file's JSON, checking that the matrix shapes match the task lists."""
+    eval_tasks = tuple(data["eval_tasks"])
+    stages = tuple(data["stages"])
+    matrix = {}
+    for metric, rows in data["matrix"].items():
+        if len(rows) != len(stages) or any(len(row) != len(eval_tasks) for row in rows):
+            raise ValueError(
+                f"{source}: matrix['{metric}'] must be stages × eval_tasks = "
+                f"{len(stages)} × {len(eval_tasks)}, got row lengths {[len(row) for row in rows]}"
+            )
+        matrix[metric] = np.array([[to_float(v) for v in row] for row in rows], dtype=float).reshape(
+            len(stages), len(eval_tasks)
+        )
+    missing = [t for t in data["tasks"] if t not in eval_tasks]
+    if missing:
+        raise ValueError(f"{source}: trained tasks {missing} are missing from eval_tasks")
+    return Run(
+        suite=str(data["suite"]),
+        order=str(data["order"]),
+        backbone=str(data["backbone"]),
+        method=str(data["method"]),
+        seed=int(data["seed"]),
+        tasks=tuple(data["tasks"]),
+        eval_tasks=eval_tasks,
+        families=dict(data["families"]),
+        primary_metric=dict(data["primary_metric"]),
+        stages=stages,
+        matrix=matrix,
+        metrics={name: to_float(v) for name, v in data["metrics"].items()},
+    )
+
+
+def load_runs(paths: Sequence[Path]) -> list[Run]:
+    """Read run files, sorted by (suite, order, backbone, method, seed) so input order never matters."""
+    runs = [parse_run(read_json(path), str(path)) for path in paths]
+    seen: dict[tuple, str] = {}
+    for run, path in zip(runs, paths, strict=True):
+        if run.key in seen:
+            raise ValueError(f"{path} and {seen[run.key]} are the same run {run.key}")
+        seen[run.key] = str(path)
+    return sorted(runs, key=lambda r: r.key)
+
+
+def ordered_methods(methods: Iterable[str], method_order: Sequence[str] | None) -> list[str]:
+    """Methods in ``method_order`` (those present), then any others alphabetically."""
+    present = set(methods)
+    known = [m for m in dict.fromkeys(method_order or []) if m in present]
+    return known + sorted(present - set(known))
+
+
+def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str, str], list[Run]]:
+    """Runs by (suite, order, backbone), checking that they agree on what was trained and evaluated."""
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    for group, members in groups.items():
+        first = members[0]
+        for run in members[1:]:
+            if (run.tasks, run.eval_tasks) != (first.tasks, first.eval_tasks):
+                raise ValueError(
+                    f"runs of {'/'.join(group)} disagree on tasks: {first.method} seed {first.seed} has "
+                    f"{list(first.eval_tasks)}, {run.method} seed {run.seed} has {list(run.eval_tasks)}"
+                )
+    return dict(sorted(groups.items()))

@@ -1,0 +1,114 @@
+"""Machine-readable outputs: the tidy cell-level results, per-metric seed summaries, metrics tree, curves."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mmcl.reports.runs import CAPTIONING, NAN, QA, Run, mean_or_nan, ordered_methods
+
+RESULTS_COLUMNS = [
+    "suite",
+    "order",
+    "backbone",
+    "method",
+    "seed",
+    "stage",
+    "stage_task",
+    "task",
+    "metric",
+    "value",
+]
+SUMMARY_COLUMNS = ["suite", "order", "backbone", "method", "metric", "mean", "std", "n_seeds"]
+CURVE_COLUMNS = ["stage", "stage_task", "avg_acc_seen", "avg_cider_seen"]
+DECIMALS = 6  # summary rounding: hides float summation noise (55.099999999) without losing information
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation of one quantity over the seeds where it is defined."""
+
+    mean: float
+    std: float  # NaN with fewer than two defined values: one seed says nothing about spread
+    n: int
+
+
+def seed_stat(values: Sequence[float]) -> Stat:
+    """Mean and std (ddof=1) over the defined values; undefined (NaN) seeds are left out."""
+    defined = [v for v in values if not math.isnan(v)]
+    if not defined:
+        return Stat(NAN, NAN, 0)
+    mean = sum(defined) / len(defined)
+    if len(defined) < 2:
+        return Stat(mean, NAN, 1)
+    variance = sum((v - mean) ** 2 for v in defined) / (len(defined) - 1)
+    return Stat(mean, math.sqrt(variance), len(defined))
+
+
+def results_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per defined matrix cell of every run (1-based stages; a joint run's stage is the last one)."""
+    rows = []
+    for run in runs:
+        for metric, matrix in run.matrix.items():
+            for row, stage_task in enumerate(run.stages):
+                stage = len(run.tasks) if run.is_joint else row + 1
+                for col, task in enumerate(run.eval_tasks):
+                    value = float(matrix[row, col])
+                    if not math.isnan(value):
+                        rows.append((*run.key, stage, stage_task, task, metric, value))
+    frame = pd.DataFrame(rows, columns=RESULTS_COLUMNS)
+    return frame.sort_values(RESULTS_COLUMNS[:-1], kind="stable", ignore_index=True)
+
+
+def summary_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """Mean/std over seeds of every run-level metric, per (suite, order, backbone, method)."""
+    by_method: dict[tuple[str, str, str, str], list[Run]] = {}
+    for run in runs:
+        by_method.setdefault(run.key[:4], []).append(run)
+    rows = []
+    for key, members in by_method.items():
+        for metric in sorted({name for run in members for name in run.metrics}):
+            stat = seed_stat([run.metrics.get(metric, NAN) for run in members])
+            rows.append((*key, metric, round(stat.mean, DECIMALS), round(stat.std, DECIMALS), stat.n))
+    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return frame.sort_values(SUMMARY_COLUMNS[:5], kind="stable", ignore_index=True)
+
+
+def metrics_tree(summary: pd.DataFrame, method_order: Sequence[str] | None) -> dict:
+    """``{suite: {order: {backbone: {method: {metric: mean}}}}}`` with methods in ``method_order``."""
+    rank = {m: i for i, m in enumerate(ordered_methods(summary["method"], method_order))}
+    ordered = summary.sort_values(
+        ["suite", "order", "backbone", "method", "metric"],
+        key=lambda col: col.map(rank) if col.name == "method" else col,
+        kind="stable",
+    )
+    tree: dict = {}
+    for row in ordered.itertuples(index=False):
+        mean = None if math.isnan(row.mean) else float(row.mean)
+        tree.setdefault(row.suite, {}).setdefault(row.order, {}).setdefault(row.backbone, {}).setdefault(
+            row.method, {}
+        )[row.metric] = mean
+    return tree
+
+
+def _seen_average(run: Run, stage: int, family: str, metric: str) -> float:
+    """Mean ``metric`` after ``stage`` over the order's ``family`` tasks trained up to then (NaN if none)."""
+    seen = set(run.stages[: stage + 1])
+    return mean_or_nan(run.score(metric, stage, t) for t in run.tasks_of(family) if t in seen)
+
+
+def curves_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """Average score over the tasks seen so far, per stage, mean over one method's sequential runs."""
+    rows = [
+        (
+            stage + 1,
+            stage_task,
+            round(mean_or_nan(_seen_average(run, stage, QA, "accuracy") for run in runs), DECIMALS),
+            round(mean_or_nan(_seen_average(run, stage, CAPTIONING, "cider") for run in runs), DECIMALS),
+        )
+        for stage, stage_task in enumerate(runs[0].stages)
+    ]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)

@@ -1,0 +1,1 @@
+"""Training: batching, the optimisation loop and the training jobs."""

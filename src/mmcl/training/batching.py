@@ -1,0 +1,118 @@
+"""Samples -> model inputs.
+
+A training sequence is ``[bos] <media placeholders> instruction <answer> target [eos]``; only the
+target and ``[eos]`` are supervised (unless ``supervise_prompt``: stage 0 is plain language
+modelling). Each media placeholder is repeated as many times as its encoder yields tokens, so that
+``MultimodalLM.embed`` can replace them one for one. Batches may mix modalities (joint training):
+media tensors are grouped per modality in sample order.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from mmcl.data.families import TaskFamily
+from mmcl.data.records import Sample
+from mmcl.data.vocab import ANSWER_TOKEN, MEDIA_TOKENS
+from mmcl.models.checkpoint import MediaProcessor
+
+IGNORE = -100
+
+
+class InstructionDataset(Dataset):
+    def __init__(self, samples: list[Sample], data_dir: Path, processor: MediaProcessor):
+        self.samples = samples
+        self.data_dir = Path(data_dir)
+        self.processor = processor
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Sample, torch.Tensor | None]:
+        sample = self.samples[index]
+        if not sample.media:
+            return sample, None
+        path = self.data_dir / sample.media[0]
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: media file of sample {sample.id} is missing; re-run `mmcl prepare`")
+        return sample, self.processor.load(sample.modality, path)
+
+
+class Collator:
+    def __init__(
+        self,
+        tokenizer,
+        num_media_tokens: dict[str, int],
+        families: dict[str, TaskFamily],
+        seed: int = 0,
+        supervise_prompt: bool = False,
+        max_length: int | None = None,
+    ):
+        self.tokenizer = tokenizer
+        self.num_media_tokens = num_media_tokens
+        self.families = families
+        self.rng = random.Random(seed)
+        self.supervise_prompt = supervise_prompt
+        self.max_length = max_length
+        self.answer_id = tokenizer.convert_tokens_to_ids(ANSWER_TOKEN)
+        self.media_ids = {tokenizer.convert_tokens_to_ids(token) for token in MEDIA_TOKENS.values()}
+
+    def _words(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_ids(self, sample: Sample) -> list[int]:
+        ids = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
+        if sample.modality in MEDIA_TOKENS:
+            placeholder = self.tokenizer.convert_tokens_to_ids(MEDIA_TOKENS[sample.modality])
+            ids += [placeholder] * self.num_media_tokens[sample.modality]
+        return ids + self._words(sample.instruction) + [self.answer_id]
+
+    def _check_length(self, sample: Sample, length: int) -> None:
+        if self.max_length and length > self.max_length:
+            raise ValueError(
+                f"sample {sample.id}: {length} tokens exceed the LLM's {self.max_length} positions; "
+                "shorten the instruction or raise the backbone's max_positions"
+            )
+
+    def _media(self, items) -> dict[str, torch.Tensor]:
+        grouped: dict[str, list[torch.Tensor]] = {}
+        for sample, media in items:
+            if media is not None:
+                grouped.setdefault(sample.modality, []).append(media)
+        return {modality: torch.stack(tensors) for modality, tensors in grouped.items()}
+
+    def train_batch(self, items: list[tuple[Sample, torch.Tensor | None]]) -> dict:
+        """Right-padded sequences with labels on the answer (or everything, for stage-0 LM training)."""
+        sequences, labels = [], []
+        for sample, _ in items:
+            prompt = self.prompt_ids(sample)
+            target = self._words(self.families[sample.task].target(sample, self.rng)) + [self.tokenizer.eos_token_id]
+            self._check_length(sample, len(prompt) + len(target))
+            sequences.append(prompt + target)
+            prompt_labels = prompt if self.supervise_prompt else [IGNORE] * len(prompt)
+            labels.append([IGNORE if t in self.media_ids else t for t in prompt_labels] + target)
+        width = max(map(len, sequences))
+        pad = self.tokenizer.pad_token_id
+        return {
+            "input_ids": torch.tensor([s + [pad] * (width - len(s)) for s in sequences]),
+            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences]),
+            "labels": torch.tensor([lab + [IGNORE] * (width - len(lab)) for lab in labels]),
+            "media": self._media(items),
+        }
+
+    def generation_batch(self, items: list[tuple[Sample, torch.Tensor | None]]) -> dict:
+        """Left-padded prompts (generation appends to the right end)."""
+        prompts = [self.prompt_ids(sample) for sample, _ in items]
+        for (sample, _), prompt in zip(items, prompts, strict=True):
+            self._check_length(sample, len(prompt))
+        width = max(map(len, prompts))
+        pad = self.tokenizer.pad_token_id
+        return {
+            "input_ids": torch.tensor([[pad] * (width - len(p)) + p for p in prompts]),
+            "attention_mask": torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts]),
+            "media": self._media(items),
+        }

@@ -1,0 +1,153 @@
+"""The two training jobs of the workflow: build the stage-0 base model, and train one CL stage."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from accelerate.utils import set_seed
+
+from mmcl.config import Params
+from mmcl.data import TASK_FAMILIES
+from mmcl.data.records import Sample, read_jsonl, split_path
+from mmcl.methods import METHODS
+from mmcl.models import BACKBONES
+from mmcl.models.checkpoint import load_base, load_stage, save_base, save_stage
+from mmcl.plan import stage_from_key, stage_seed
+from mmcl.provenance import record
+from mmcl.training.batching import Collator, InstructionDataset
+from mmcl.training.loop import FitSettings, fit
+
+
+def task_families(params: Params, suite: str) -> dict:
+    return {name: TASK_FAMILIES.get(task.family)() for name, task in params.suites[suite].tasks.items()}
+
+
+def load_split(data_dir: Path, tasks, split: str) -> list[Sample]:
+    return [sample for task in tasks for sample in read_jsonl(split_path(data_dir, task, split))]
+
+
+def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_dir: Path, log=print) -> None:
+    """Assemble the backbone and, if its family has one, run stage 0 on the suite's text task."""
+    config = params.backbones[backbone]
+    family = BACKBONES.get(config.family)(config)
+    suite_config = params.suites[suite]
+    model, processor = family.assemble(suite_config, data_dir)
+    stage0 = family.stage0()
+    stats = {}
+    if stage0 is not None and suite_config.text_task:
+        set_seed(getattr(config, "init_seed", 0))
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("llm."))
+        samples = load_split(data_dir, [suite_config.text_task], "train")
+        collator = Collator(
+            model.tokenizer,
+            model.num_media_tokens,
+            task_families(params, suite),
+            supervise_prompt=True,  # stage 0 is language modelling on the whole text
+            max_length=model.llm.config.max_position_embeddings,
+        )
+        settings = FitSettings(
+            steps=stage0.steps,
+            batch_size=stage0.batch_size,
+            lr=stage0.lr,
+            warmup_ratio=stage0.warmup_ratio,
+            grad_clip=stage0.grad_clip,
+            log_every=params.train.log_every,
+            precision=params.train.precision,
+        )
+        log(f"stage 0: {len(samples)} text samples of '{suite_config.text_task}', {stage0.steps} steps")
+        started = time.perf_counter()
+        result = fit(model, InstructionDataset(samples, data_dir, processor), collator, settings, log=log)
+        stats = {"losses": result["losses"], "seconds": round(time.perf_counter() - started, 2)}
+    manifest = {
+        "backbone": backbone,
+        "family": config.family,
+        "suite": suite,
+        "video": {"frames": config.video.frames, "temporal": config.video.temporal},
+        "projector_hidden": config.projector_hidden,
+        "freeze_encoders": config.freeze_encoders,
+        "stage0": stats,
+    }
+    save_base(out_dir, model, processor, manifest)
+    record(out_dir / "provenance.json", params, {"command": "train-base", "suite": suite, "backbone": backbone})
+
+
+def train_stage(
+    params: Params,
+    *,
+    suite: str,
+    backbone: str,
+    method: str,
+    seed: int,
+    stage_key: str,
+    data_dir: Path,
+    base_dir: Path,
+    prev_dir: Path | None,
+    out_dir: Path,
+    log=print,
+) -> None:
+    """Train one stage from the previous stage's checkpoint (or the base) and save its checkpoint."""
+    method_config = params.methods[method]
+    cl_method = METHODS.get(method_config.type)(method_config)
+    stage = stage_from_key(cl_method.schedule, stage_key)
+    if (prev_dir is None) != (stage.previous is None):
+        expected = stage.previous or "the base model"
+        raise ValueError(f"stage '{stage_key}' of a {cl_method.schedule} method starts from {expected}")
+
+    set_seed(stage_seed(seed, stage_key))
+    model, processor = load_base(base_dir)
+    cl_method.prepare_model(model)
+    carried: set[str] = set()
+    if prev_dir is not None:
+        carried, method_state = load_stage(prev_dir, model)
+        cl_method.load_state_dict(method_state)
+    cl_method.before_stage(model, stage)
+    trainable = set(cl_method.trainable_parameters(model))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+
+    train = params.train
+    settings = FitSettings(
+        steps=train.steps * len(stage.tasks),  # the same number of steps per task, whatever the schedule
+        batch_size=train.batch_size,
+        lr=method_config.lr or train.lr,
+        weight_decay=train.weight_decay,
+        warmup_ratio=train.warmup_ratio,
+        schedule=train.schedule,
+        grad_clip=train.grad_clip,
+        log_every=train.log_every,
+        seed=stage_seed(seed, stage_key),
+        precision=train.precision,
+        num_workers=train.num_workers,
+    )
+    samples = load_split(data_dir, stage.tasks, "train")
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(
+        f"stage {stage_key}: method {method}, tasks {', '.join(stage.tasks)} ({len(samples)} samples), "
+        f"{settings.steps} steps, {n_trainable:,} trainable parameters"
+    )
+    collator = Collator(
+        model.tokenizer,
+        model.num_media_tokens,
+        task_families(params, suite),
+        seed=settings.seed,
+        max_length=model.llm.config.max_position_embeddings,
+    )
+    started = time.perf_counter()
+    result = fit(model, InstructionDataset(samples, data_dir, processor), collator, settings, cl_method.loss, log)
+    model = result["model"]
+    cl_method.after_stage(model, stage)
+    if result["accelerator"].is_main_process:
+        meta = {
+            "stage": stage_key,
+            "previous": stage.previous,
+            "tasks": list(stage.tasks),
+            "method": method,
+            "seed": seed,
+            "steps": settings.steps,
+            "losses": result["losses"],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        save_stage(out_dir, model, carried | trainable, cl_method.state_dict(), meta)
+        record(out_dir / "provenance.json", params, {"command": "train-stage", **meta, "backbone": backbone})

@@ -1,0 +1,91 @@
+"""params.yaml validation: every mistake fails at load with the file, the dotted key and a fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mmcl.config import load_params
+from mmcl.registry import ConfigError
+
+
+def test_default_params_load_typed(params_file):
+    params = load_params(params_file())
+    assert params.grid.methods == ["finetune", "lora", "joint", "zeroshot"]
+    assert type(params.methods["lora"]).__name__ == "LoraConfig" and params.methods["lora"].r == 16
+    assert type(params.backbones["tiny"]).__name__ == "TinyConfig"
+    assert params.methods["finetune"].type == "finetune"  # type defaults to the entry's name
+    assert params.order("img-aud-vid")[:2] == ["image_cap", "image_qa"]
+
+
+def set_key(path: str, value):
+    def edit(params):
+        node = params
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (set_key("train.stpes", 10), ["train.stpes", "unknown key", "did you mean 'steps'"]),
+        (set_key("train.steps", "many"), ["train.steps", "Integer"]),
+        (set_key("grid.methods", ["finetune", "lroa"]), ["grid.methods[1]", "unknown method 'lroa'", "'lora'"]),
+        (set_key("grid.backbones", ["tiyn"]), ["grid.backbones[0]", "'tiny'"]),
+        (set_key("grid.orders", ["img-aud-vdi"]), ["grid.orders[0]", "'img-aud-vid'"]),
+        (set_key("methods.ewc2", {"type": "finetun"}), ["methods.ewc2.type", "did you mean 'finetune'"]),
+        (set_key("methods.lora.alhpa", 8), ["methods.lora.alhpa", "did you mean 'alpha'"]),
+        (set_key("methods.lora.r", "eight"), ["methods.lora.r", "Integer"]),
+        (set_key("backbones.tiny.llm.hiden_size", 64), ["backbones.tiny.llm.hiden_size", "'hidden_size'"]),
+        (set_key("backbones.tiny.family", "tinny"), ["backbones.tiny.family", "'tiny'"]),
+        (set_key("suites.micl-synth.tasks.image_qa.family", "vqa"), ["tasks.image_qa.family", "'qa'"]),
+        (set_key("suites.micl-synth.tasks.image_qa.modality", "imgae"), ["image_qa.modality", "'image'"]),
+        (set_key("suites.micl-synth.orders.img-aud-vid", ["image_cap", "imag_qa"]), ["orders.img-aud-vid[1]", "'image_qa'"]),
+        (set_key("evalution", {}), ["evalution", "unknown section", "'evaluation'"]),
+        (set_key("train.schedule", "cosin"), ["train.schedule", "'cosine'"]),
+    ],
+)
+def test_mistakes_fail_with_file_key_and_suggestion(params_file, edit, expected):
+    path = params_file(edit)
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_validation_does_not_import_torch(repo_root):
+    """The Snakefile validates params on every parse (once per cluster job): it must stay light."""
+    code = "import sys; from mmcl.config import load_params; load_params('params.yaml'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_snakemake_dry_run_reports_the_mistake(params_file, repo_root):
+    path = params_file(set_key("grid.methods", ["finetune", "lroa"]))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--quiet", "--config", f"params={path}"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "grid.methods[1]: unknown method 'lroa' (did you mean 'lora'?)" in result.stdout + result.stderr
+
+
+def test_validate_config_command(params_file):
+    ok = subprocess.run([sys.executable, "-m", "mmcl", "validate-config", "--params", str(params_file())],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "valid" in ok.stdout and "4 runs" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "mmcl", "validate-config", "--params", str(params_file(set_key("train.stpes", 1)))],
+        capture_output=True, text=True,
+    )
+    assert bad.returncode == 2 and "train.stpes" in bad.stderr

@@ -1,0 +1,354 @@
+"""build_reports: tidy CSVs, seed summaries, tables (md/csv/tex), heatmaps, curves, metrics.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+
+from mmcl.reports import build_reports
+
+SUITE, ORDER, BACKBONE = "micl-synth", "img-aud", "tiny"
+TASKS = ["image_cap", "image_qa", "audio_qa"]
+EVAL_TASKS = [*TASKS, "text_qa"]
+FAMILIES = {"image_cap": "captioning", "image_qa": "qa", "audio_qa": "qa", "text_qa": "qa"}
+PRIMARY = {"image_cap": "cider", "image_qa": "accuracy", "audio_qa": "accuracy", "text_qa": "accuracy"}
+# Per-run offset: every score of a run is derived from it, so expected numbers can be computed by hand.
+BASES = {("finetune", 0): 40.0, ("finetune", 1): 50.0, ("lwf", 0): 60.0, ("lwf", 1): 62.0}
+BASELINE = {
+    "image_cap": {
+        "family": "captioning",
+        "n": 10,
+        "primary": "cider",
+        "metrics": {"cider": 3.0, "bleu4": 1.0},
+    },
+    "image_qa": {"family": "qa", "n": 10, "primary": "accuracy", "metrics": {"accuracy": 25.0}},
+    "audio_qa": {"family": "qa", "n": 10, "primary": "accuracy", "metrics": {"accuracy": 50.0}},
+    "text_qa": {"family": "qa", "n": 10, "primary": "accuracy", "metrics": {"accuracy": 30.0}},
+}
+GROUP = Path(SUITE, ORDER, BACKBONE)
+
+
+def qa_score(base: float, stage: int, task_index: int) -> float:
+    """A QA task scores 10 before it is trained, base + 10 per stage since it was trained after."""
+    return base + 10 * (stage - task_index) if stage >= task_index else 10.0
+
+
+def sequential_run(method: str, seed: int) -> dict:
+    base = BASES[(method, seed)]
+    accuracy, cider, bleu4 = [], [], []
+    for stage in range(len(TASKS)):
+        accuracy.append([None, qa_score(base, stage, 1), qa_score(base, stage, 2), 60.0 - 5 * stage])
+        cider.append([base + 5 * stage, None, None, None])
+        bleu4.append([base / 10, None, None, None])
+    return {
+        "suite": SUITE,
+        "order": ORDER,
+        "backbone": BACKBONE,
+        "method": method,
+        "seed": seed,
+        "tasks": TASKS,
+        "eval_tasks": EVAL_TASKS,
+        "families": FAMILIES,
+        "primary_metric": PRIMARY,
+        "stages": TASKS,
+        "matrix": {"accuracy": accuracy, "cider": cider, "bleu4": bleu4},
+        "zeroshot": {"accuracy": [None, 10.0, 10.0, 60.0], "cider": [1.0, None, None, None]},
+        "metrics": {
+            "last_acc": base + 5,
+            "avg_acc": base,
+            "forgetting_acc": 100 - base,
+            "bwt_acc": base - 100,
+            "fwt_acc": 0.0,
+            "learn_acc": base + 20,
+            "last_cider": base + 10,
+            "avg_cider": base + 5,
+            "forgetting_cider": None,
+            "bwt_cider": None,
+            "fwt_cider": None,
+            "learn_cider": base,
+        },
+    }
+
+
+def joint_run() -> dict:
+    run = sequential_run("finetune", 0)
+    run["method"] = "joint"
+    run["stages"] = ["joint"]
+    run["matrix"] = {
+        "accuracy": [[None, 90.0, 85.0, 40.0]],
+        "cider": [[70.0, None, None, None]],
+        "bleu4": [[None, None, None, None]],
+    }
+    run["metrics"] = {name: None for name in run["metrics"]} | {"last_acc": 87.5, "last_cider": 70.0}
+    return run
+
+
+def all_runs() -> list[dict]:
+    return [sequential_run(method, seed) for method, seed in BASES] + [joint_run()]
+
+
+def write_inputs(directory: Path) -> tuple[list[Path], dict[str, Path]]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for run in all_runs():
+        path = directory / f"{run['method']}_seed{run['seed']}.json"
+        path.write_text(json.dumps(run))
+        paths.append(path)
+    baseline = directory / "baseline.json"
+    baseline.write_text(json.dumps(BASELINE))
+    return paths, {SUITE: baseline}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def table_rows(markdown: str) -> dict[str, list[str]]:
+    """Markdown table body rows, keyed by their first cell."""
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and not set(cells[0]) <= set(":-"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+METHOD_ORDER = ["finetune", "lwf", "joint"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[list[Path], dict[str, Path]]:
+    return write_inputs(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def built(inputs, tmp_path_factory) -> tuple[Path, dict]:
+    run_files, baselines = inputs
+    out = tmp_path_factory.mktemp("reports")
+    return out, build_reports(run_files, out, method_order=METHOD_ORDER, baselines=baselines)
+
+
+def test_results_csv_has_one_row_per_defined_cell(built):
+    out, _ = built
+    rows = read_csv(out / "results.csv")
+    expected = sum(
+        value is not None
+        for run in all_runs()
+        for matrix in run["matrix"].values()
+        for row in matrix
+        for value in row
+    )
+    assert len(rows) == expected
+    assert list(rows[0]) == [
+        "suite",
+        "order",
+        "backbone",
+        "method",
+        "seed",
+        "stage",
+        "stage_task",
+        "task",
+        "metric",
+        "value",
+    ]
+    cell = [
+        r
+        for r in rows
+        if (r["method"], r["seed"], r["stage"], r["task"], r["metric"])
+        == ("lwf", "1", "2", "image_qa", "accuracy")
+    ]
+    assert len(cell) == 1
+    assert cell[0]["stage_task"] == "image_qa"
+    assert float(cell[0]["value"]) == 62.0  # base 62, trained at stage 2 -> base + 0
+
+
+def test_joint_cells_sit_at_the_last_stage(built):
+    out, _ = built
+    joint = [r for r in read_csv(out / "results.csv") if r["method"] == "joint"]
+    assert {(r["stage"], r["stage_task"]) for r in joint} == {("3", "joint")}
+    assert len(joint) == 4  # 3 accuracy + 1 cider; the all-null bleu4 row is skipped
+
+
+def test_summary_mean_and_std_over_seeds(built):
+    out, _ = built
+    summary = {(r["method"], r["metric"]): r for r in read_csv(out / "summary.csv")}
+    last_acc = summary[("finetune", "last_acc")]
+    assert float(last_acc["mean"]) == pytest.approx(50.0)  # (45 + 55) / 2
+    assert float(last_acc["std"]) == pytest.approx(math.sqrt(50.0), abs=1e-6)  # ddof=1
+    assert last_acc["n_seeds"] == "2"
+    lwf_learn = summary[("lwf", "learn_acc")]
+    assert (float(lwf_learn["mean"]), float(lwf_learn["std"])) == pytest.approx(
+        (81.0, math.sqrt(2.0)), abs=1e-6
+    )
+    # One seed: std is left empty; undefined metrics have no mean and count no seeds.
+    assert (summary[("joint", "last_acc")]["mean"], summary[("joint", "last_acc")]["std"]) == ("87.5", "")
+    assert summary[("joint", "forgetting_acc")]["mean"] == ""
+    assert summary[("joint", "forgetting_acc")]["n_seeds"] == "0"
+    assert len(summary) == 3 * 12
+
+
+def test_markdown_table(built):
+    out, _ = built
+    text = (out / GROUP / "table.md").read_text()
+    assert text.startswith("# micl-synth · order img-aud · backbone tiny")
+    assert "image_cap → image_qa → audio_qa" in text
+    rows = table_rows(text)
+    header = rows["Method"]
+    assert header[:4] == ["image_cap (CIDEr)", "image_qa (Acc)", "audio_qa (Acc)", "text_qa† (Acc)"]
+    assert header[4:] == [
+        "Avg CIDEr",
+        "Avg Acc",
+        "Forgetting Acc",
+        "BWT Acc",
+        "Learned Acc",
+    ]  # CIDEr forgetting/BWT: undefined in every row, so dropped
+    column = dict(zip(header, rows["finetune"], strict=True))
+    assert column["image_cap (CIDEr)"] == "55.0 ± 7.1"  # final CIDEr 50, 60
+    assert column["image_qa (Acc)"] == "55.0 ± 7.1"
+    assert column["Avg Acc"] == "50.0 ± 7.1"
+    assert dict(zip(header, rows["lwf"], strict=True))["Forgetting Acc"] == "39.0 ± 1.4"
+    joint = dict(zip(header, rows["joint"], strict=True))
+    assert (joint["Avg Acc"], joint["Forgetting Acc"], joint["BWT Acc"]) == ("87.5", "–", "–")
+    reference = dict(zip(header, rows["most common (reference)"], strict=True))
+    assert reference["image_qa (Acc)"] == "25.0"
+    assert reference["text_qa† (Acc)"] == "30.0"
+    assert reference["Avg Acc"] == "37.5"  # mean of the order's QA tasks (25, 50); text_qa is not one
+    assert reference["Avg CIDEr"] == "3.0"
+    assert reference["Forgetting Acc"] == "–"
+    assert "not in the training sequence" in text
+    assert text.rstrip().splitlines()[-1].startswith("- **most common (reference)**")
+
+
+def test_table_csv_has_mean_and_std_columns(built):
+    out, _ = built
+    rows = {r["method"]: r for r in read_csv(out / GROUP / "table.csv")}
+    assert list(rows) == ["finetune", "lwf", "joint", "most common (reference)"]
+    assert float(rows["finetune"]["image_qa (Acc) mean"]) == 55.0
+    assert float(rows["finetune"]["image_qa (Acc) std"]) == pytest.approx(7.0711)
+    assert rows["joint"]["Forgetting Acc mean"] == ""
+    assert rows["most common (reference)"]["n_seeds"] == ""
+
+
+def test_latex_is_booktabs_with_escaped_names(built):
+    out, _ = built
+    tex = (out / GROUP / "table.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    assert "image\\_cap (CIDEr)" in tex
+    assert "text\\_qa$^\\dagger$" in tex
+    assert "55.0 $\\pm$ 7.1" in tex
+    assert "most common (reference)" in tex
+    body = tex.replace("\\_", "")
+    assert "_" not in body
+
+
+def test_heatmaps_are_valid_pngs(built):
+    out, _ = built
+    heatmaps = sorted(p.name for p in (out / GROUP / "heatmaps").iterdir())
+    assert heatmaps == [
+        "finetune_seed0.png",
+        "finetune_seed1.png",
+        "joint_seed0.png",
+        "lwf_seed0.png",
+        "lwf_seed1.png",
+    ]
+    for name in heatmaps:
+        data = (out / GROUP / "heatmaps" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])  # IHDR
+        assert width > 200 and height > 150
+        assert len(data) > 10_000
+
+
+def test_curves_average_the_tasks_seen_so_far(built):
+    out, _ = built
+    assert sorted(p.name for p in (out / GROUP / "curves").iterdir()) == ["finetune.csv", "lwf.csv"]
+    rows = read_csv(out / GROUP / "curves" / "finetune.csv")
+    assert [(r["stage"], r["stage_task"]) for r in rows] == [
+        ("1", "image_cap"),
+        ("2", "image_qa"),
+        ("3", "audio_qa"),
+    ]
+    assert rows[0]["avg_acc_seen"] == ""  # no QA task trained yet
+    assert float(rows[0]["avg_cider_seen"]) == 45.0  # seeds 40, 50
+    assert float(rows[1]["avg_acc_seen"]) == 45.0  # image_qa just learned: base
+    # Stage 3: seed 0 (image_qa 50 + audio_qa 40) / 2 = 45, seed 1 (60 + 50) / 2 = 55.
+    assert float(rows[2]["avg_acc_seen"]) == 50.0
+
+
+def test_metrics_json_nesting_and_values(built):
+    out, returned = built
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == returned
+    methods = written[SUITE][ORDER][BACKBONE]
+    assert list(methods) == ["finetune", "lwf", "joint"]
+    assert methods["finetune"]["last_acc"] == pytest.approx(50.0)
+    assert methods["lwf"]["last_cider"] == pytest.approx(71.0)
+    assert methods["joint"]["forgetting_acc"] is None
+    assert methods["finetune"]["bwt_cider"] is None
+
+
+def test_index_links_every_table(built):
+    out, _ = built
+    index = (out / "index.md").read_text()
+    for name in ("table.md", "table.csv", "table.tex"):
+        link = f"]({GROUP.as_posix()}/{name})"
+        assert link in index
+        assert (out / GROUP / name).is_file()
+
+
+def test_build_is_deterministic(built, inputs, tmp_path):
+    first, _ = built
+    run_files, baselines = inputs
+    build_reports(list(reversed(run_files)), tmp_path, method_order=METHOD_ORDER, baselines=baselines)
+    files = sorted(p.relative_to(first) for p in first.rglob("*.*"))
+    assert len(files) == 14  # results, summary, metrics, index + table.{md,csv,tex} + 2 curves + 5 heatmaps
+    for rel in files:
+        assert (first / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+def test_duplicate_runs_are_rejected(tmp_path):
+    run_files, _ = write_inputs(tmp_path / "runs")
+    copy = tmp_path / "copy.json"
+    copy.write_text(run_files[0].read_text())
+    with pytest.raises(ValueError, match="same run"):
+        build_reports([*run_files, copy], tmp_path / "out")
+
+
+def test_matrix_shape_is_checked(tmp_path):
+    run = sequential_run("finetune", 0)
+    run["matrix"]["accuracy"] = run["matrix"]["accuracy"][:2]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="stages × eval_tasks"):
+        build_reports([path], tmp_path / "out")
+
+
+def test_groups_method_order_and_single_seed_tables(tmp_path):
+    run_files, _ = write_inputs(tmp_path / "runs")
+    other_file = tmp_path / "runs" / "small.json"
+    other_file.write_text(json.dumps(sequential_run("finetune", 0) | {"backbone": "small"}))
+    stale = tmp_path / "out" / SUITE / ORDER / "small" / "heatmaps" / "removed_seed9.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+
+    metrics = build_reports([*run_files, other_file], tmp_path / "out", method_order=["lwf", "absent"])
+
+    # Listed methods first, the others alphabetically; no baseline given, so no reference row.
+    assert list(metrics[SUITE][ORDER][BACKBONE]) == ["lwf", "finetune", "joint"]
+    rows = list(table_rows((tmp_path / "out" / GROUP / "table.md").read_text()))
+    assert rows == ["Method", "lwf", "finetune", "joint"]
+    small = tmp_path / "out" / SUITE / ORDER / "small"
+    assert not stale.exists()  # a group directory is rebuilt as a whole
+    assert [p.name for p in (small / "heatmaps").iterdir()] == ["finetune_seed0.png"]
+    text = (small / "table.md").read_text()
+    assert text.splitlines()[0] == "# micl-synth · order img-aud · backbone small · 1 seed"
+    assert table_rows(text)["finetune"][:2] == ["50.0", "50.0"]  # one seed: plain values, no "±"
+    assert list(read_csv(small / "table.csv")[0])[:3] == ["method", "n_seeds", "image_cap (CIDEr)"]
+    index = (tmp_path / "out" / "index.md").read_text()
+    assert f"{SUITE}/{ORDER}/small/table.md" in index and f"{GROUP.as_posix()}/table.md" in index

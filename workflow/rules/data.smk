@@ -1,0 +1,14 @@
+rule prepare:
+    output:
+        "data/{suite}/manifest.json",
+    log:
+        "logs/{suite}/prepare.log",
+    benchmark:
+        "logs/benchmarks/{suite}/prepare.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=fingerprint("suites.{suite}"),
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "mmcl prepare --params {params.params_file} --suite {wildcards.suite} --out data/{wildcards.suite} > {log} 2>&1"

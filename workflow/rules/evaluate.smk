@@ -1,0 +1,61 @@
+rule evaluate_stage:
+    input:
+        data="data/{suite}/manifest.json",
+        base="results/{suite}/{backbone}/base/checkpoint",
+        checkpoint="results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint",
+    output:
+        "results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/eval/scores.json",
+    log:
+        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.eval.log",
+    benchmark:
+        "logs/benchmarks/{suite}/{backbone}/{method}/seed{seed}/{stage}.eval.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=fingerprint("evaluation"),
+    threads: 1
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} mmcl evaluate --params {params.params_file} --suite {wildcards.suite} "
+        "--data data/{wildcards.suite} --base {input.base} --method {wildcards.method} "
+        "--checkpoint {input.checkpoint} --out $(dirname {output}) > {log} 2>&1"
+
+
+rule evaluate_base:
+    input:
+        data="data/{suite}/manifest.json",
+        base="results/{suite}/{backbone}/base/checkpoint",
+    output:
+        "results/{suite}/{backbone}/base/eval/scores.json",
+    log:
+        "logs/{suite}/{backbone}/base.eval.log",
+    benchmark:
+        "logs/benchmarks/{suite}/{backbone}/base.eval.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=fingerprint("evaluation"),
+    threads: 1
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} mmcl evaluate --params {params.params_file} --suite {wildcards.suite} "
+        "--data data/{wildcards.suite} --base {input.base} --out $(dirname {output}) > {log} 2>&1"
+
+
+rule evaluate_reference:
+    input:
+        "data/{suite}/manifest.json",
+    output:
+        "results/{suite}/reference/scores.json",
+    log:
+        "logs/{suite}/reference.eval.log",
+    benchmark:
+        "logs/benchmarks/{suite}/reference.eval.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=fingerprint("evaluation"),
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "mmcl evaluate --params {params.params_file} --suite {wildcards.suite} --data data/{wildcards.suite} "
+        "--reference --out $(dirname {output}) > {log} 2>&1"
