@@ -36,7 +36,10 @@ def set_key(path: str, value):
     [
         (set_key("train.stpes", 10), ["train.stpes", "unknown key", "did you mean 'steps'"]),
         (set_key("train.steps", "many"), ["train.steps", "Integer"]),
-        (set_key("grid.methods", ["finetune", "lroa"]), ["grid.methods[1]", "unknown method 'lroa'", "'lora'"]),
+        (
+            set_key("grid.methods", ["finetune", "lroa"]),
+            ["grid.methods[1]", "unknown method 'lroa'", "'lora'"],
+        ),
         (set_key("grid.backbones", ["tiyn"]), ["grid.backbones[0]", "'tiny'"]),
         (set_key("grid.orders", ["img-aud-vdi"]), ["grid.orders[0]", "'img-aud-vid'"]),
         (set_key("methods.ewc2", {"type": "finetun"}), ["methods.ewc2.type", "did you mean 'finetune'"]),
@@ -46,7 +49,10 @@ def set_key(path: str, value):
         (set_key("backbones.tiny.family", "tinny"), ["backbones.tiny.family", "'tiny'"]),
         (set_key("suites.micl-synth.tasks.image_qa.family", "vqa"), ["tasks.image_qa.family", "'qa'"]),
         (set_key("suites.micl-synth.tasks.image_qa.modality", "imgae"), ["image_qa.modality", "'image'"]),
-        (set_key("suites.micl-synth.orders.img-aud-vid", ["image_cap", "imag_qa"]), ["orders.img-aud-vid[1]", "'image_qa'"]),
+        (
+            set_key("suites.micl-synth.orders.img-aud-vid", ["image_cap", "imag_qa"]),
+            ["orders.img-aud-vid[1]", "'image_qa'"],
+        ),
         (set_key("evalution", {}), ["evalution", "unknown section", "'evaluation'"]),
         (set_key("train.schedule", "cosin"), ["train.schedule", "'cosine'"]),
     ],
@@ -81,11 +87,22 @@ def test_snakemake_dry_run_reports_the_mistake(params_file, repo_root):
 
 
 def test_validate_config_command(params_file):
-    ok = subprocess.run([sys.executable, "-m", "mmcl", "validate-config", "--params", str(params_file())],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "mmcl", "validate-config", "--params", str(params_file())],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "valid" in ok.stdout and "4 runs" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "mmcl", "validate-config", "--params", str(params_file(set_key("train.stpes", 1)))],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mmcl",
+            "validate-config",
+            "--params",
+            str(params_file(set_key("train.stpes", 1))),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 2 and "train.stpes" in bad.stderr

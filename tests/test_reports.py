@@ -138,11 +138,7 @@ def test_results_csv_has_one_row_per_defined_cell(built):
     out, _ = built
     rows = read_csv(out / "results.csv")
     expected = sum(
-        value is not None
-        for run in all_runs()
-        for matrix in run["matrix"].values()
-        for row in matrix
-        for value in row
+        value is not None for run in all_runs() for matrix in run["matrix"].values() for row in matrix for value in row
     )
     assert len(rows) == expected
     assert list(rows[0]) == [
@@ -160,8 +156,7 @@ def test_results_csv_has_one_row_per_defined_cell(built):
     cell = [
         r
         for r in rows
-        if (r["method"], r["seed"], r["stage"], r["task"], r["metric"])
-        == ("lwf", "1", "2", "image_qa", "accuracy")
+        if (r["method"], r["seed"], r["stage"], r["task"], r["metric"]) == ("lwf", "1", "2", "image_qa", "accuracy")
     ]
     assert len(cell) == 1
     assert cell[0]["stage_task"] == "image_qa"
@@ -183,9 +178,7 @@ def test_summary_mean_and_std_over_seeds(built):
     assert float(last_acc["std"]) == pytest.approx(math.sqrt(50.0), abs=1e-6)  # ddof=1
     assert last_acc["n_seeds"] == "2"
     lwf_learn = summary[("lwf", "learn_acc")]
-    assert (float(lwf_learn["mean"]), float(lwf_learn["std"])) == pytest.approx(
-        (81.0, math.sqrt(2.0)), abs=1e-6
-    )
+    assert (float(lwf_learn["mean"]), float(lwf_learn["std"])) == pytest.approx((81.0, math.sqrt(2.0)), abs=1e-6)
     # One seed: std is left empty; undefined metrics have no mean and count no seeds.
     assert (summary[("joint", "last_acc")]["mean"], summary[("joint", "last_acc")]["std"]) == ("87.5", "")
     assert summary[("joint", "forgetting_acc")]["mean"] == ""

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from mmcl.config import Params
 from mmcl.io import read_json
-from mmcl.metrics.continual import summarize
 from mmcl.methods import METHODS
+from mmcl.metrics.continual import summarize
 
 SUBSETS = {"acc": ("qa", "accuracy"), "cider": ("captioning", "cider")}
 
@@ -45,7 +45,9 @@ def aggregate_run(
     schedule = METHODS.get(params.methods[method].type).schedule
     expected = {"sequential": len(tasks), "joint": 1, "none": 0}[schedule]
     if len(stage_scores) != expected:
-        raise ValueError(f"a {schedule} run of {len(tasks)} tasks has {expected} stages, got {len(stage_scores)} scores")
+        raise ValueError(
+            f"a {schedule} run of {len(tasks)} tasks has {expected} stages, got {len(stage_scores)} scores"
+        )
 
     rows = [read_json(path) for path in stage_scores] or [zeroshot] * len(tasks)
     stages = ["joint"] if schedule == "joint" else list(tasks)

@@ -36,8 +36,10 @@ def cmd_validate_config(args) -> None:
     }
     runs = len(grid.backbones) * len(grid.methods) * len(grid.seeds) * len(grid.orders)
     print(f"{args.params}: valid")
-    print(f"grid: suite {grid.suite}; {len(grid.orders)} order(s) x {len(grid.methods)} method(s) x "
-          f"{len(grid.backbones)} backbone(s) x {len(grid.seeds)} seed(s) = {runs} runs, {len(stages)} training stages")
+    print(
+        f"grid: suite {grid.suite}; {len(grid.orders)} order(s) x {len(grid.methods)} method(s) x "
+        f"{len(grid.backbones)} backbone(s) x {len(grid.seeds)} seed(s) = {runs} runs, {len(stages)} training stages"
+    )
     for order in grid.orders:
         print(f"  order {order}: {' -> '.join(params.order(order))}")
 
@@ -55,7 +57,12 @@ def cmd_prepare(args) -> None:
         summary = GENERATORS.get(suite.generator)(suite).generate(tmp)
         build_word_tokenizer(tmp / "vocab.txt", tmp / "tokenizer")
         files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.glob("*/*.jsonl"))}
-        summary = {"suite": args.suite, "seconds": round(time.perf_counter() - started, 2), **summary, "sha256": files}
+        summary = {
+            "suite": args.suite,
+            "seconds": round(time.perf_counter() - started, 2),
+            **summary,
+            "sha256": files,
+        }
         write_json(tmp / "manifest.json", summary)
         record(tmp / "provenance.json", params, {"command": "prepare", "suite": args.suite})
     print(f"prepared suite {args.suite} in {args.out} ({summary['seconds']} s)")

@@ -241,9 +241,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None)
     params: Params = _structured(Params, plain, "", str(path))
     params.path = str(path)
     params.methods = _typed_entries(raw.get("methods"), "type", METHODS, MethodConfig, "methods", str(path))
-    params.backbones = _typed_entries(
-        raw.get("backbones"), "family", BACKBONES, BackboneConfig, "backbones", str(path)
-    )
+    params.backbones = _typed_entries(raw.get("backbones"), "family", BACKBONES, BackboneConfig, "backbones", str(path))
     _cross_check(params, str(path), GENERATORS, TASK_FAMILIES)
     return params
 

@@ -29,10 +29,7 @@ from mmcl.training.jobs import task_families
 
 def test_samples(params: Params, suite: str, data_dir: Path) -> dict[str, list[Sample]]:
     cap = params.evaluation.max_samples
-    return {
-        task: read_jsonl(split_path(data_dir, task, "test"))[:cap]
-        for task in params.suites[suite].tasks
-    }
+    return {task: read_jsonl(split_path(data_dir, task, "test"))[:cap] for task in params.suites[suite].tasks}
 
 
 def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], samples) -> dict:
@@ -67,16 +64,29 @@ def write_outputs(out_dir: Path, predictions, samples, scores: dict) -> None:
 
 
 @torch.no_grad()
-def generate(model, processor, collator: Collator, samples: list[Sample], data_dir: Path, batch_size: int,
-             max_new_tokens: int, device: torch.device) -> dict[str, str]:
+def generate(
+    model,
+    processor,
+    collator: Collator,
+    samples: list[Sample],
+    data_dir: Path,
+    batch_size: int,
+    max_new_tokens: int,
+    device: torch.device,
+) -> dict[str, str]:
     loader = DataLoader(
-        InstructionDataset(samples, data_dir, processor), batch_size=batch_size, collate_fn=collator.generation_batch
+        InstructionDataset(samples, data_dir, processor),
+        batch_size=batch_size,
+        collate_fn=collator.generation_batch,
     )
     predictions: list[str] = []
     for batch in loader:
         media = {m: t.to(device) for m, t in batch.pop("media").items()}
         new = model.generate(
-            batch["input_ids"].to(device), batch["attention_mask"].to(device), media, max_new_tokens=max_new_tokens
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            media,
+            max_new_tokens=max_new_tokens,
         )
         predictions += [text.strip() for text in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
     return {sample.id: pred for sample, pred in zip(samples, predictions, strict=True)}
@@ -107,8 +117,14 @@ def evaluate(
     started = time.perf_counter()
     for task, task_samples in tqdm(samples.items(), desc="evaluate", disable=not sys.stderr.isatty()):
         predictions[task] = generate(
-            model, processor, collator, task_samples, data_dir,
-            params.evaluation.batch_size, params.evaluation.max_new_tokens, device,
+            model,
+            processor,
+            collator,
+            task_samples,
+            data_dir,
+            params.evaluation.batch_size,
+            params.evaluation.max_new_tokens,
+            device,
         )
         log(f"{task}: {len(task_samples)} predictions ({time.perf_counter() - started:.1f} s)")
     scores = score(params, suite, predictions, samples)

@@ -12,8 +12,20 @@ from pathlib import Path
 from mmcl.io import write_json
 
 PACKAGES = (
-    "mmcl", "torch", "transformers", "tokenizers", "peft", "accelerate", "safetensors", "numpy",
-    "omegaconf", "snakemake", "dvc", "pycocoevalcap", "pillow", "soundfile",
+    "mmcl",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "numpy",
+    "omegaconf",
+    "snakemake",
+    "dvc",
+    "pycocoevalcap",
+    "pillow",
+    "soundfile",
 )
 
 

@@ -68,7 +68,6 @@ class Registry(Generic[T]):
         if name not in self._entries:
             prefix = f"{where}: " if where else ""
             raise ConfigError(
-                f"{prefix}unknown {self.kind} '{name}'{closest(name, self._entries)}; "
-                f"known: {', '.join(self.names())}"
+                f"{prefix}unknown {self.kind} '{name}'{closest(name, self._entries)}; known: {', '.join(self.names())}"
             )
         return self._entries[name]

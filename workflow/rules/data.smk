@@ -4,7 +4,7 @@ rule prepare:
     log:
         "logs/{suite}/prepare.log",
     benchmark:
-        "logs/benchmarks/{suite}/prepare.tsv",
+        "logs/benchmarks/prepare/{suite}.tsv",
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}"),

@@ -8,7 +8,7 @@ rule evaluate_stage:
     log:
         "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.eval.log",
     benchmark:
-        "logs/benchmarks/{suite}/{backbone}/{method}/seed{seed}/{stage}.eval.tsv",
+        "logs/benchmarks/evaluate_stage/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),
@@ -30,7 +30,7 @@ rule evaluate_base:
     log:
         "logs/{suite}/{backbone}/base.eval.log",
     benchmark:
-        "logs/benchmarks/{suite}/{backbone}/base.eval.tsv",
+        "logs/benchmarks/evaluate_base/{suite}/{backbone}/base.tsv",
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),
@@ -50,7 +50,7 @@ rule evaluate_reference:
     log:
         "logs/{suite}/reference.eval.log",
     benchmark:
-        "logs/benchmarks/{suite}/reference.eval.tsv",
+        "logs/benchmarks/evaluate_reference/{suite}/reference.tsv",
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),

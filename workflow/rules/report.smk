@@ -7,7 +7,7 @@ rule aggregate_run:
     log:
         "logs/{suite}/{backbone}/{method}/seed{seed}/{order}.aggregate.log",
     benchmark:
-        "logs/benchmarks/{suite}/{backbone}/{method}/seed{seed}/{order}.aggregate.tsv",
+        "logs/benchmarks/aggregate_run/{suite}/{backbone}/{method}/seed{seed}/{order}.tsv",
     params:
         params_file=PARAMS_FILE,
     conda:

@@ -6,7 +6,7 @@ rule train_base:
     log:
         "logs/{suite}/{backbone}/base.log",
     benchmark:
-        "logs/benchmarks/{suite}/{backbone}/base.tsv",
+        "logs/benchmarks/train_base/{suite}/{backbone}/base.tsv",
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}", "backbones.{backbone}", "train.precision"),
@@ -26,7 +26,7 @@ rule train_stage:
     log:
         "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.train.log",
     benchmark:
-        "logs/benchmarks/{suite}/{backbone}/{method}/seed{seed}/{stage}.train.tsv",
+        "logs/benchmarks/train_stage/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
     params:
         params_file=PARAMS_FILE,
         prev=previous_flag,

@@ -116,9 +116,7 @@ def _score(gts: dict[Hashable, list[str]], res: dict[Hashable, list[str]], metri
     return 100.0 * float(score)
 
 
-def caption_scores(
-    corpora: Mapping[str, Corpus], metrics: Iterable[str] = METRICS
-) -> dict[str, dict[str, float]]:
+def caption_scores(corpora: Mapping[str, Corpus], metrics: Iterable[str] = METRICS) -> dict[str, dict[str, float]]:
     """Score each corpus's predictions against its references, all corpora tokenized in one Java call.
 
     ``corpora`` maps a corpus (task) name to ``(predictions, references)``: ``predictions`` maps an

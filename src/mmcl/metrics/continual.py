@@ -34,9 +34,7 @@ def _matrix(R: ArrayLike) -> np.ndarray:
         raise ValueError(f"accuracy matrix must be 2-D (stages x tasks), got shape {matrix.shape}")
     stages, tasks = matrix.shape
     if stages not in (1, tasks):
-        raise ValueError(
-            f"accuracy matrix must have shape (T, T) or (1, T) for the final row only, got {matrix.shape}"
-        )
+        raise ValueError(f"accuracy matrix must have shape (T, T) or (1, T) for the final row only, got {matrix.shape}")
     return matrix
 
 
@@ -134,9 +132,7 @@ def plasticity(R: ArrayLike, subset: Iterable[int] | None = None) -> float:
     return _mean([matrix[i, i] for i in tasks])
 
 
-def summarize(
-    R: ArrayLike, b: ArrayLike | None = None, subset: Iterable[int] | None = None
-) -> dict[str, float]:
+def summarize(R: ArrayLike, b: ArrayLike | None = None, subset: Iterable[int] | None = None) -> dict[str, float]:
     """All metrics for one run: keys ``last, avg, forgetting, bwt, fwt, learn``.
 
     ``R`` may be ``(1, T)`` (final row only), in which case only ``last`` is defined. ``fwt`` is NaN

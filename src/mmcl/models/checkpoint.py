@@ -51,9 +51,7 @@ class MediaProcessor:
             with Image.open(path) as img:
                 return self.image_processor([img.convert("RGB")], return_tensors="pt")["pixel_values"][0]
         if modality == "video":
-            return self.image_processor(read_frames(path, self.video_frames), return_tensors="pt")[
-                "pixel_values"
-            ]
+            return self.image_processor(read_frames(path, self.video_frames), return_tensors="pt")["pixel_values"]
         if modality == "audio":
             import soundfile
 
@@ -87,16 +85,27 @@ def save_base(out_dir: Path, model: MultimodalLM, processor: MediaProcessor, man
         if "audio" in model.encoders:
             model.encoders["audio"].model.save_pretrained(tmp / "audio_encoder")
             processor.feature_extractor.save_pretrained(tmp / "audio_encoder")
-        save_file({k: v.contiguous() for k, v in model.projectors.state_dict().items()}, tmp / "projectors.safetensors")
+        save_file(
+            {k: v.contiguous() for k, v in model.projectors.state_dict().items()},
+            tmp / "projectors.safetensors",
+        )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def load_base(base_dir: Path, dtype: torch.dtype | None = None) -> tuple[MultimodalLM, MediaProcessor]:
-    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import (
+        AutoFeatureExtractor,
+        AutoImageProcessor,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     base_dir = Path(base_dir)
     if not (base_dir / MANIFEST).exists():
-        raise CheckpointError(f"{base_dir}: not a base model directory (no {MANIFEST}); build it with `mmcl train-base`")
+        raise CheckpointError(
+            f"{base_dir}: not a base model directory (no {MANIFEST}); build it with `mmcl train-base`"
+        )
     manifest = json.loads((base_dir / MANIFEST).read_text())
     kwargs = {"dtype": dtype} if dtype is not None else {}
     tokenizer = AutoTokenizer.from_pretrained(base_dir / "tokenizer")

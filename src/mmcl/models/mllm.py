@@ -15,7 +15,6 @@ from torch import nn
 from mmcl.data.vocab import ANSWER_TOKEN, MEDIA_TOKENS
 
 
-
 def encoder_width(config) -> int:
     for sub in ("vision_config", "audio_config"):
         if hasattr(config, sub):

@@ -110,9 +110,7 @@ def build_reports(
     write_text(out_dir / "summary.csv", frame_csv(summary))
     groups = group_runs(runs)
     suites = {suite for suite, _, _ in groups}
-    loaded_baselines = {
-        suite: read_json(path) for suite, path in (baselines or {}).items() if suite in suites
-    }
+    loaded_baselines = {suite: read_json(path) for suite, path in (baselines or {}).items() if suite in suites}
     for group, members in groups.items():
         write_group(out_dir / group_dir(group), members, loaded_baselines.get(group[0]), method_order)
     metrics = metrics_tree(summary, method_order)

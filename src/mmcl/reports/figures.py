@@ -62,9 +62,7 @@ def heatmap_figure(run: Run) -> Figure:
     notes += [f"{DAGGER} not in the training sequence"] if run.extra_tasks else []
     ax.set_xlabel("\n".join(["evaluated task (primary metric)", "; ".join(notes)]).strip())
     ax.set_ylabel("after stage")
-    ax.set_title(
-        f"{run.method} · seed {run.seed}\n{run.suite} · order {run.order} · {run.backbone}", fontsize=10
-    )
+    ax.set_title(f"{run.method} · seed {run.seed}\n{run.suite} · order {run.order} · {run.backbone}", fontsize=10)
     fig.colorbar(image, ax=ax, label="score (0–100)")
     fig.tight_layout()
     return fig

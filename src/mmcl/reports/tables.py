@@ -18,9 +18,7 @@ UNDEFINED = "–"
 REFERENCE_LABEL = "most common (reference)"
 CSV_DECIMALS = 4
 
-TASK_LEGEND = (
-    "score on the task after the final stage, in its primary metric (Acc = accuracy in %, CIDEr ×100)."
-)
+TASK_LEGEND = "score on the task after the final stage, in its primary metric (Acc = accuracy in %, CIDEr ×100)."
 EXTRA_LEGEND = (
     "not in the training sequence: evaluated after every stage to track knowledge the base model had "
     "before continual training."
@@ -125,15 +123,11 @@ def _reference_row(run: Run, baseline: dict) -> TableRow:
 def _method_row(method: str, runs: Sequence[Run]) -> TableRow:
     first = runs[0]
     cells = [seed_stat([run.final(task) for run in runs]) for task in first.report_tasks]
-    cells += [
-        seed_stat([run.metrics.get(metric, NAN) for run in runs]) for _, metric, _, _ in SUMMARY_COLUMNS
-    ]
+    cells += [seed_stat([run.metrics.get(metric, NAN) for run in runs]) for _, metric, _, _ in SUMMARY_COLUMNS]
     return TableRow(method, tuple(cells), tuple(run.seed for run in runs))
 
 
-def _legend(
-    run: Run, kept: list[str], joint_methods: list[str], with_reference: bool
-) -> list[tuple[str, str]]:
+def _legend(run: Run, kept: list[str], joint_methods: list[str], with_reference: bool) -> list[tuple[str, str]]:
     """Definitions of the columns (and special rows) that the table actually shows."""
     legend = [("task (metric)", TASK_LEGEND)]
     if run.extra_tasks:
@@ -147,9 +141,7 @@ def _legend(
     return legend
 
 
-def build_table(
-    runs: Sequence[Run], baseline: dict | None, method_order: Sequence[str] | None
-) -> MethodTable:
+def build_table(runs: Sequence[Run], baseline: dict | None, method_order: Sequence[str] | None) -> MethodTable:
     """Rows = methods in ``method_order`` (then the reference row); columns = tasks, then summaries.
 
     Summary columns undefined in every row (e.g. CIDEr ones for an order without captioning) are dropped.
@@ -214,9 +206,7 @@ def to_markdown(table: MethodTable) -> str:
         [[row.label, *(format_stat(c) for c in row.cells)] for row in table.rows],
         columns=["Method", *table.headers],
     )
-    body = frame.to_markdown(
-        index=False, disable_numparse=True, colalign=("left", *["right"] * len(table.headers))
-    )
+    body = frame.to_markdown(index=False, disable_numparse=True, colalign=("left", *["right"] * len(table.headers)))
     legend = "\n".join(f"- **{term}**: {text}" for term, text in table.legend)
     return (
         f"# {table.suite} · order {table.order} · backbone {table.backbone} · {count}\n\n"
@@ -229,9 +219,7 @@ def to_markdown(table: MethodTable) -> str:
 def to_csv(table: MethodTable) -> str:
     """One row per method; ``<column> mean`` / ``<column> std`` when any method has several seeds."""
     columns: dict[str, list] = {"method": [row.label for row in table.rows]}
-    columns["n_seeds"] = pd.array(
-        [len(row.seeds) if row.seeds else None for row in table.rows], dtype="Int64"
-    )
+    columns["n_seeds"] = pd.array([len(row.seeds) if row.seeds else None for row in table.rows], dtype="Int64")
     for i, header in enumerate(table.headers):
         means = [round(row.cells[i].mean, CSV_DECIMALS) for row in table.rows]
         if table.multi_seed:

@@ -90,7 +90,7 @@ class Collator:
         sequences, labels = [], []
         for sample, _ in items:
             prompt = self.prompt_ids(sample)
-            target = self._words(self.families[sample.task].target(sample, self.rng)) + [self.tokenizer.eos_token_id]
+            target = [*self._words(self.families[sample.task].target(sample, self.rng)), self.tokenizer.eos_token_id]
             self._check_length(sample, len(prompt) + len(target))
             sequences.append(prompt + target)
             prompt_labels = prompt if self.supervise_prompt else [IGNORE] * len(prompt)

@@ -79,7 +79,9 @@ def fit(
     if not trainable:
         raise ValueError("no trainable parameters: the method selected nothing to train at this stage")
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = make_scheduler(optimizer, settings.schedule, settings.steps, int(settings.warmup_ratio * settings.steps))
+    scheduler = make_scheduler(
+        optimizer, settings.schedule, settings.steps, int(settings.warmup_ratio * settings.steps)
+    )
     per_process = max(1, settings.batch_size // accelerator.num_processes)
     loader = DataLoader(
         dataset,

@@ -8,7 +8,7 @@ sounds (audio) and a shape moving across the canvas (video). This module puts it
   "a red circle at the top left and a blue square at the bottom right";
 - QA: one question, one single-word answer; the question kinds (and so the answer vocabularies)
   differ per modality and overlap only partly (colours and shapes, "one"/"two", "left"/"right");
-- text QA: a description of a scene, sounds or clip in the same words, then a question about it,
+- text QA: a description of a scene, audio or clip in the same words, then a question about it,
   e.g. "scene : a red circle at the top left . question : what color is the circle ?"
   (the base LLM's stage-0 knowledge of the world).
 
@@ -167,7 +167,7 @@ class MediaKind:
 
 MEDIA = {
     "image": MediaKind("png", "scene", sample_scene, encode_scene, scene_captions, scene_question),
-    "audio": MediaKind("wav", "sounds", sample_sounds, encode_sounds, sounds_captions, sounds_question),
+    "audio": MediaKind("wav", "audio", sample_sounds, encode_sounds, sounds_captions, sounds_question),
     "video": MediaKind("gif", "clip", sample_motion, encode_motion, motion_captions, motion_question),
 }
 TEXT_SOURCES = ("image", "image", "audio", "video")  # scenes carry the most question kinds
@@ -209,12 +209,10 @@ class MiclSynth:
         files = 1  # vocab.txt
         tasks = {}
         for task, config in self.suite.tasks.items():
-            train_media: set[bytes] = set()
+            seen: set[bytes] = set()  # after the train split: its media digests, which test must avoid
             splits = {}
             for split in SPLITS:
-                samples, media = self._write_split(task, config, split, sizes[split], out_dir, train_media)
-                if split == "train":
-                    train_media = media
+                samples, seen = self._write_split(task, config, split, sizes[split], out_dir, avoid=seen)
                 for sample in samples:
                     words.update(sample.instruction.split())
                     words.update(word for answer in sample.answers for word in answer.split())

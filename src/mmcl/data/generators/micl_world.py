@@ -7,8 +7,8 @@ Three kinds of world state, each drawn from a numpy ``Generator`` and encoded to
   scene have distinct colours and distinct shapes, so "the circle" or "the red object" always names
   exactly one of them;
 - **sounds** (16-bit WAV): 1..4 short events of one kind (tone = sine, buzz = band-limited square,
-  noise = band-pass noise), each with its own pitch (low/mid/high = 300/700/1500 Hz), one event per
-  equal time slot with gaps of at least 50 ms, over a faint noise floor;
+  noise = band noise with a flat spectrum), each with its own pitch (low/mid/high = 300/700/1500
+  Hz), one event per equal time slot with gaps of at least 50 ms, over a faint noise floor;
 - a **motion** (animated GIF): one object (colour, shape) travelling left/right/up/down along a
   lane (a grid row for horizontal motion, a grid column for vertical motion).
 
@@ -21,7 +21,9 @@ leave their grid cell, a clip's frames always differ, and events never touch.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import soundfile
@@ -56,6 +58,8 @@ RAMP_SECONDS = 0.008  # fade in/out, so onsets do not click
 
 DIRECTIONS = ("left", "right", "up", "down")
 FRAME_MS = 250
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class Motion:
         return (ROWS if self.horizontal else COLUMNS)[self.lane]
 
 
-def pick(rng: np.random.Generator, choices):
+def pick(rng: np.random.Generator, choices: Sequence[T]) -> T:
     """One element of a sequence (a plain Python value, unlike ``rng.choice`` on strings)."""
     return choices[int(rng.integers(len(choices)))]
 
@@ -150,12 +154,6 @@ def object_pixels(image_size: int) -> int:
     return round(OBJECT_OF_CELL * image_size / GRID)
 
 
-def _background(rng: np.random.Generator) -> tuple[int, int, int]:
-    """A dark blue-grey whose shade varies, so no single pixel value means "empty"."""
-    level = int(rng.integers(8, 33))
-    return level, level, level + 8
-
-
 def cell_span(index: int, image_size: int) -> tuple[int, int]:
     """First pixel and one past the last pixel of grid row/column ``index``."""
     return round(index * image_size / GRID), round((index + 1) * image_size / GRID)
@@ -164,6 +162,12 @@ def cell_span(index: int, image_size: int) -> tuple[int, int]:
 def _place_in_cell(index: int, side: int, image_size: int, rng: np.random.Generator) -> int:
     low, high = cell_span(index, image_size)
     return low + int(rng.integers(high - low - side + 1))
+
+
+def _background(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A dark blue-grey whose shade varies, so no single pixel value means "empty"."""
+    level = int(rng.integers(8, 33))
+    return level, level, level + 8
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: int, y: int, side: int, fill) -> None:
@@ -195,9 +199,7 @@ def encode_scene(scene: Scene, world: WorldConfig, rng: np.random.Generator) -> 
     return buffer.getvalue()
 
 
-def _event_wave(
-    kind: str, pitch: float, length: int, sample_rate: int, rng: np.random.Generator
-) -> np.ndarray:
+def _event_wave(kind: str, pitch: float, length: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(length) / sample_rate
     phase = rng.uniform(0, 2 * np.pi)
     if kind == "tone":
@@ -205,11 +207,10 @@ def _event_wave(
     elif kind == "buzz":  # odd harmonics at 1/k: a square wave, cut below Nyquist to avoid aliasing
         harmonics = np.arange(1, int(0.45 * sample_rate / pitch) + 1, 2)
         wave = (np.sin(2 * np.pi * pitch * np.outer(harmonics, t) + phase) / harmonics[:, None]).sum(0)
-    else:
-        spectrum = np.fft.rfft(rng.standard_normal(length))
+    else:  # band noise: flat magnitude with random phases, so no component ever stands out as a tone
         frequencies = np.fft.rfftfreq(length, 1 / sample_rate)
-        spectrum[np.abs(np.log(np.maximum(frequencies, 1.0) / pitch)) > np.log(NOISE_BAND)] = 0
-        wave = np.fft.irfft(spectrum, length)
+        in_band = np.abs(np.log(np.maximum(frequencies, 1.0) / pitch)) <= np.log(NOISE_BAND)
+        wave = np.fft.irfft(in_band * np.exp(2j * np.pi * rng.random(len(frequencies))), length)
     ramp = max(1, round(RAMP_SECONDS * sample_rate))
     envelope = np.minimum(1.0, np.minimum(np.arange(length), np.arange(length)[::-1]) / ramp)
     wave = wave * envelope

@@ -1,0 +1,185 @@
+"""The multimodal model: every modality trains end to end, methods pick the right parameters,
+checkpoints round-trip and refuse corrupt files, and real backbones load by path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmcl.data.records import read_jsonl, split_path
+from mmcl.methods import METHODS
+from mmcl.models.checkpoint import CheckpointError, load_base, load_stage, save_stage
+from mmcl.training.batching import Collator, InstructionDataset
+from mmcl.training.jobs import task_families
+
+TASKS = ["image_cap", "image_qa", "audio_qa", "video_cap", "video_qa", "text_qa"]
+
+
+def batch_of(model, processor, params, data, task, n=4):
+    samples = read_jsonl(split_path(data, task, "train"))[:n]
+    dataset = InstructionDataset(samples, data, processor)
+    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "micl-synth"))
+    return collator.train_batch([dataset[i] for i in range(len(dataset))])
+
+
+def test_media_token_counts(tiny_base):
+    model, _ = load_base(tiny_base)
+    # 32 px images in 8 px patches: 16 patches + class token; 4 video frames concatenated;
+    # 1 s of audio at hop 320 = 50 mel frames, halved by Whisper's stride-2 convolution.
+    assert model.num_media_tokens == {"image": 17, "video": 68, "audio": 25}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_forward_backward_reaches_only_the_right_parts(tiny_suite, tiny_base, task):
+    params, data = tiny_suite
+    model, processor = load_base(tiny_base)
+    batch = batch_of(model, processor, params, data, task)
+    loss = model(**batch).loss
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    modality = read_jsonl(split_path(data, task, "train"))[0].modality
+    for name, projector in model.projectors.items():
+        touched = projector[0].weight.grad is not None and projector[0].weight.grad.abs().sum() > 0
+        assert touched == (name == modality), f"projector {name} gradient for a {modality} batch"
+    assert model.llm.get_input_embeddings().weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.encoders.parameters()), "frozen encoders got gradients"
+
+
+def trainable(params, method, model):
+    config = params.methods[method]
+    cl_method = METHODS.get(config.type)(config)
+    cl_method.prepare_model(model)
+    return set(cl_method.trainable_parameters(model))
+
+
+def test_method_trainable_parameters(tiny_suite, tiny_base):
+    params, _ = tiny_suite
+    model, _ = load_base(tiny_base)
+    finetune = trainable(params, "finetune", model)
+    assert finetune == {n for n, _ in model.named_parameters() if n.startswith(("llm.", "projectors."))}
+    assert trainable(params, "joint", load_base(tiny_base)[0]) == finetune
+    assert trainable(params, "zeroshot", load_base(tiny_base)[0]) == set()
+
+    lora_model, _ = load_base(tiny_base)
+    lora = trainable(params, "lora", lora_model)
+    adapters = {n for n in lora if ".lora_" in n}
+    # r=16 adapters (A and B) on q, k, v, o of both layers
+    assert len(adapters) == 2 * 4 * 2
+    assert lora - adapters == {n for n, _ in lora_model.named_parameters() if n.startswith("projectors.")}
+    assert not any(n.startswith("llm.") and ".lora_" not in n for n in lora), "LoRA must not train base LLM weights"
+
+
+def test_stage_checkpoint_round_trip_and_corruption(tiny_suite, tiny_base, tmp_path):
+    params, _ = tiny_suite
+    model, _ = load_base(tiny_base)
+    keys = set(trainable(params, "lora", model))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in keys:
+                p.add_(0.5)
+    save_stage(tmp_path / "ckpt", model, keys, {"fisher": torch.ones(3)}, {"stage": "image_cap"})
+
+    fresh, _ = load_base(tiny_base)
+    trainable(params, "lora", fresh)
+    loaded_keys, method_state = load_stage(tmp_path / "ckpt", fresh)
+    assert loaded_keys == keys and torch.equal(method_state["fisher"], torch.ones(3))
+    state, fresh_state = model.state_dict(), fresh.state_dict()
+    assert all(torch.equal(state[k], fresh_state[k]) for k in keys)
+
+    with pytest.raises(CheckpointError, match="tensors do not exist in this model"):
+        load_stage(tmp_path / "ckpt", load_base(tiny_base)[0])  # no LoRA adapters in this model
+
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(CheckpointError, match="does not match its recorded SHA-256"):
+        load_stage(tmp_path / "ckpt", fresh)
+
+
+def test_base_directory_reloads_identically(tiny_suite, tiny_base):
+    params, data = tiny_suite
+    first, processor = load_base(tiny_base)
+    second, _ = load_base(tiny_base)
+    batch = batch_of(first, processor, params, data, "video_qa")
+    with torch.no_grad():
+        assert torch.equal(first(**batch).logits, second(**batch).logits)
+
+
+def test_hf_backbone_loads_local_pretrained_parts(tiny_suite, tmp_path):
+    """The real-backbone path (hub ids) exercised on tiny models saved locally with save_pretrained."""
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
+
+    from mmcl.models.checkpoint import save_base
+    from mmcl.models.hf import HF, HFConfig
+
+    params, data = tiny_suite
+    AutoTokenizer.from_pretrained(data / "tokenizer").save_pretrained(tmp_path / "llm")
+    llm = GPTNeoXForCausalLM(
+        GPTNeoXConfig(
+            vocab_size=96,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=256,
+        )
+    )
+    llm.save_pretrained(tmp_path / "llm")
+    CLIPVisionModel(
+        CLIPVisionConfig(
+            image_size=32,
+            patch_size=16,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        )
+    ).save_pretrained(tmp_path / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "clip"
+    )
+    WhisperModel(
+        WhisperConfig(
+            num_mel_bins=40,
+            d_model=16,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_source_positions=25,
+            max_target_positions=4,
+            vocab_size=8,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+    ).save_pretrained(tmp_path / "whisper")
+    WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1).save_pretrained(
+        tmp_path / "whisper"
+    )
+    config = HFConfig(
+        llm=str(tmp_path / "llm"),
+        image_encoder=str(tmp_path / "clip"),
+        audio_encoder=str(tmp_path / "whisper"),
+    )
+    model, processor = HF(config).assemble(params.suites["micl-synth"], data)
+    assert model.num_media_tokens == {"image": 5, "video": 20, "audio": 25}
+    assert model.llm.get_input_embeddings().weight.shape[0] == len(model.tokenizer)
+
+    save_base(tmp_path / "base", model, processor, {"video": {"frames": 4, "temporal": "concat"}})
+    reloaded, processor = load_base(tmp_path / "base")
+    for task in ("image_qa", "audio_cap", "video_qa"):
+        loss = reloaded(**batch_of(reloaded, processor, params, data, task)).loss
+        assert torch.isfinite(loss)

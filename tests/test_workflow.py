@@ -1,0 +1,114 @@
+"""The workflow end to end: planning (dry runs), lint, and a small grid through `dvc repro`."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+BIN = str(Path(sys.executable).parent)  # mmcl, snakemake and dvc of this environment
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(args, cwd, check=True):
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def planned_jobs(repo_root, params_path) -> list[str]:
+    out = run([f"{BIN}/snakemake", "-n", "--config", f"params={params_path}"], repo_root).stdout
+    return [line.split("output: ", 1)[1] for line in out.splitlines() if line.strip().startswith("output: ")]
+
+
+def test_orders_sharing_a_first_task_share_its_stage(repo_root, params_file):
+    def edit(params):
+        params["suites"]["micl-synth"]["orders"] = {
+            "a": ["image_cap", "image_qa", "audio_cap"],
+            "b": ["image_cap", "audio_cap", "image_qa"],
+        }
+        params["grid"].update(orders=["a", "b"], methods=["finetune", "lora", "joint"])
+
+    outputs = planned_jobs(repo_root, params_file(edit))
+    for method in ("finetune", "lora"):
+        first = f"results/micl-synth/tiny/{method}/seed0/stages/image_cap/checkpoint"
+        assert outputs.count(first) == 1, f"{method}: the shared first stage must be planned once"
+        stages = [
+            o for o in outputs if o.startswith(f"results/micl-synth/tiny/{method}/") and o.endswith("/checkpoint")
+        ]
+        assert len(stages) == 5  # image_cap shared, then two stages per order
+    joint = [o for o in outputs if "/joint/" in o and o.endswith("/checkpoint")]
+    assert joint == ["results/micl-synth/tiny/joint/seed0/stages/audio_cap+image_cap+image_qa/checkpoint"]
+
+
+def test_lint_clean(repo_root):
+    lint = run([f"{BIN}/snakemake", "--lint"], repo_root)
+    assert "good condition" in lint.stdout + lint.stderr
+    run([f"{BIN}/ruff", "check", "src", "tests", "workflow/scripts"], repo_root)
+
+
+def small_grid(params: dict) -> None:
+    """Three tasks, two methods, a few dozen steps: minutes on a 2-core CPU."""
+    suite = params["suites"]["micl-synth"]
+    suite["sizes"] = {"train": 160, "test": 30}
+    suite["orders"] = {"caps": ["image_cap", "audio_cap", "video_cap"]}
+    params["grid"].update(orders=["caps"], methods=["finetune", "joint"], seeds=[0])
+    params["backbones"]["tiny"]["stage0"] = {"steps": 60, "batch_size": 32, "lr": 3.0e-3}
+    params["train"].update(steps=60, log_every=20)
+
+
+def read_matrix(results_csv: Path, method: str, metric: str) -> dict[tuple[int, str], float]:
+    with open(results_csv) as f:
+        return {
+            (int(row["stage"]), row["task"]): float(row["value"])
+            for row in csv.DictReader(f)
+            if row["method"] == method and row["metric"] == metric
+        }
+
+
+@pytest.mark.slow
+def test_dvc_repro_small_grid(repo_root, tmp_path, default_params):
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(repo_root / name, work / name)
+    for name in ("workflow", ".dvc", "src"):
+        shutil.copytree(repo_root / name, work / name, ignore=shutil.ignore_patterns("tmp", "__pycache__"))
+    params = copy.deepcopy(default_params)
+    small_grid(params)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], work)
+
+    first = run([f"{BIN}/dvc", "repro"], work)
+    assert "report written to reports/index.md" in first.stdout
+
+    table = work / "reports/micl-synth/caps/tiny/table.md"
+    assert table.exists() and "finetune" in table.read_text() and "most common (reference)" in table.read_text()
+    assert (work / "reports/micl-synth/caps/tiny/heatmaps/finetune_seed0.png").stat().st_size > 1000
+    for provenance in ("data/micl-synth", "results/micl-synth/tiny/base/checkpoint"):
+        assert "commit" in (work / provenance / "provenance.json").read_text()
+
+    cider = read_matrix(work / "reports/results.csv", "finetune", "cider")
+    zeroshot = json.loads((work / "results/micl-synth/tiny/base/eval/scores.json").read_text())
+    tasks = ["image_cap", "audio_cap", "video_cap"]
+    for i, task in enumerate(tasks):
+        before = cider[(i, task)] if i else zeroshot[task]["metrics"]["cider"]
+        assert cider[(i + 1, task)] > before + 20, f"finetune did not learn {task} when trained on it"
+    assert cider[(3, "image_cap")] < cider[(1, "image_cap")] - 20, "finetune should forget the first task"
+
+    with open(work / "reports/summary.csv") as f:
+        summary = {(r["method"], r["metric"]): float(r["mean"] or "nan") for r in csv.DictReader(f)}
+    assert summary[("joint", "last_cider")] > summary[("finetune", "last_cider")]
+    assert summary[("finetune", "forgetting_cider")] > 20
+
+    again = run([f"{BIN}/dvc", "repro"], work)
+    assert "Data and pipelines are up to date" in again.stdout, again.stdout
