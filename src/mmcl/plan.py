@@ -12,7 +12,6 @@ import zlib
 from dataclasses import dataclass
 
 SEPARATOR = "+"
-BASE = "base"  # the stage-0 model every run starts from
 
 
 def prefix_key(tasks) -> str:

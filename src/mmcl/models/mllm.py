@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmcl.data.vocab import ANSWER_TOKEN, MEDIA_TOKENS
+from mmcl.data.vocab import MEDIA_TOKENS
 
 
 def encoder_width(config) -> int:
@@ -81,7 +81,6 @@ class MultimodalLM(nn.Module):
             }
         )
         self.media_token_ids = {m: tokenizer.convert_tokens_to_ids(MEDIA_TOKENS[m]) for m in self.modalities}
-        self.answer_token_id = tokenizer.convert_tokens_to_ids(ANSWER_TOKEN)
         if freeze_encoders:
             self.encoders.requires_grad_(False)
         self.num_media_tokens: dict[str, int] = {}
