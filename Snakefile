@@ -17,8 +17,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# The runs too, not only the reports: committed reports must not hide a grid that was never computed.
 rule all:
     input:
+        RUN_FILES,
         REPORT_FILES,
     default_target: True
 
