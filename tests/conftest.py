@@ -38,7 +38,8 @@ def params_file(tmp_path, default_params):
 
 def shrink(params: dict) -> None:
     """A few samples per task and a handful of steps: enough to exercise every code path quickly."""
-    params["suites"]["micl-synth"]["sizes"] = {"train": 24, "test": 8}
+    params["suites"]["micl-synth"]["sizes"] = {"train": 24, "test": 8, "pretrain": 16}
+    params["backbones"]["tiny"]["encoder_pretraining"] = {"steps": {"image": 3, "audio": 3}, "batch_size": 8}
     params["backbones"]["tiny"]["stage0"] = {"steps": 4, "batch_size": 8, "lr": 3.0e-3}
     params["train"].update(steps=3, batch_size=4, log_every=1)
 

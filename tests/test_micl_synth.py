@@ -17,7 +17,7 @@ from mmcl.config import SplitSizes, SuiteConfig, TaskConfig, WorldConfig
 from mmcl.data import GENERATORS
 from mmcl.data.generators import micl_world
 from mmcl.data.generators.micl_synth import MiclSynth
-from mmcl.data.records import Sample, read_jsonl, split_path
+from mmcl.data.records import Sample, perception_path, read_jsonl, split_path
 from mmcl.registry import ConfigError
 
 TASKS = {
@@ -47,8 +47,11 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 ROWS, COLUMNS = ("top", "middle", "bottom"), ("left", "center", "right")
 
 
-def make_suite(seed: int = 0, train: int = 20, test: int = 10, tasks: dict | None = None, **world) -> SuiteConfig:
-    return SuiteConfig(seed=seed, sizes=SplitSizes(train, test), world=WorldConfig(**world), tasks=dict(tasks or TASKS))
+def make_suite(
+    seed: int = 0, train: int = 20, test: int = 10, pretrain: int = 0, tasks: dict | None = None, **world
+) -> SuiteConfig:
+    sizes = SplitSizes(train, test, pretrain)
+    return SuiteConfig(seed=seed, sizes=sizes, world=WorldConfig(**world), tasks=dict(tasks or TASKS))
 
 
 def file_digests(root: Path) -> dict[str, str]:
@@ -264,8 +267,6 @@ def answer_from_pixels(question: str, objects: dict[tuple[str, str], tuple[str, 
     words = question.split()
     if words[:2] == ["how", "many"]:
         return NUMBER_WORDS[len(objects)]
-    if words[:3] == ["is", "there", "a"]:
-        return "yes" if (words[3], words[4]) in objects.values() else "no"
     if words[:2] == ["what", "color"]:  # what color is the <shape> ?
         return next(color for color, shape in objects.values() if shape == words[4])
     if words[:2] == ["what", "shape"]:  # what shape is the <color> object ?
@@ -276,11 +277,34 @@ def answer_from_pixels(question: str, objects: dict[tuple[str, str], tuple[str, 
     return place[0] if "top" in words else place[1]
 
 
-def test_image_qa_answers_match_the_pixels(tmp_path):
-    MiclSynth(make_suite(train=150, test=10, tasks={"image_qa": TASKS["image_qa"]})).generate(tmp_path)
+@pytest.mark.parametrize("max_objects", [1, 3])
+def test_image_qa_answers_match_the_pixels(tmp_path, max_objects):
+    suite = make_suite(train=150, test=10, tasks={"image_qa": TASKS["image_qa"]}, max_objects=max_objects)
+    MiclSynth(suite).generate(tmp_path)
     for sample in samples_of(tmp_path, "image_qa"):
         objects = objects_in(tmp_path / sample.media[0])
         assert [answer_from_pixels(sample.instruction, objects)] == sample.answers, sample.id
+
+
+def test_perception_tags_match_the_pixels_and_never_repeat_test_media(tmp_path):
+    tasks = {name: TASKS[name] for name in ("image_qa", "audio_qa")}
+    summary = MiclSynth(make_suite(train=4, test=30, pretrain=40, tasks=tasks, max_objects=2)).generate(tmp_path)
+    assert summary["perception"] == {"image": 40, "audio": 40}
+    images = read_jsonl(perception_path(tmp_path, "image"))
+    assert len(images) == 40
+    for sample in images:
+        objects = objects_in(tmp_path / sample.media[0])
+        expected = {f"count:{len(objects)}"}
+        for (row, column), (color, shape) in objects.items():
+            expected |= {f"{row}-{column}:{color}", f"{row}-{column}:{shape}", f"{color}:{shape}"}
+        assert set(sample.answers) == expected, sample.id
+    for sample in read_jsonl(perception_path(tmp_path, "audio")):
+        heard = sounds_in(tmp_path / sample.media[0])
+        assert f"count:{len(heard)}" in sample.answers and f"kind:{heard[0][0]}" in sample.answers, sample.id
+        assert [f"sound{i}:{pitch}" for i, (_, pitch) in enumerate(heard)] == sample.answers[3:], sample.id
+    digests = file_digests(tmp_path)
+    test_media = {digests[s.media[0]] for task in tasks for s in read_jsonl(split_path(tmp_path, task, "test"))}
+    assert not test_media & {digest for path, digest in digests.items() if "perception/" in path}
 
 
 def event_spans(wave: np.ndarray, rate: int) -> list[tuple[int, int]]:
@@ -384,6 +408,8 @@ def test_default_sizes_generate_quickly(tmp_path):
     started = time.perf_counter()
     summary = MiclSynth(suite).generate(tmp_path)
     assert time.perf_counter() - started <= 30
-    assert summary["files"] == 1 + 2 * len(TASKS) + 6 * 500
+    sizes = suite.sizes
+    perception_files = 2 * (1 + sizes.pretrain)  # image and audio encoders
+    assert summary["files"] == 1 + 2 * len(TASKS) + 6 * (sizes.train + sizes.test) + perception_files
     lines = (tmp_path / "text_qa" / "train.jsonl").read_text().splitlines()
-    assert len(lines) == 400 and json.loads(lines[0])["answers"]
+    assert len(lines) == sizes.train and json.loads(lines[0])["answers"]

@@ -59,7 +59,8 @@ def test_lint_clean(repo_root):
 def small_grid(params: dict) -> None:
     """Three tasks, two methods, a few dozen steps: minutes on a 2-core CPU."""
     suite = params["suites"]["micl-synth"]
-    suite["sizes"] = {"train": 160, "test": 30}
+    suite["sizes"] = {"train": 160, "test": 30, "pretrain": 600}
+    params["backbones"]["tiny"]["encoder_pretraining"] = {"steps": {"image": 300, "audio": 150}}
     suite["orders"] = {"caps": ["image_cap", "audio_cap", "video_cap"]}
     params["grid"].update(orders=["caps"], methods=["finetune", "joint"], seeds=[0])
     params["backbones"]["tiny"]["stage0"] = {"steps": 60, "batch_size": 32, "lr": 3.0e-3}

@@ -34,8 +34,9 @@ class TaskConfig:
 
 @dataclass
 class SplitSizes:
-    train: int = 400
+    train: int = 2000
     test: int = 100
+    pretrain: int = 2000  # tagged media per encoder, for backbones whose encoders start random (0: none)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class WorldConfig:
     sample_rate: int = 16000
     audio_seconds: float = 1.0
     video_frames: int = 4
-    max_objects: int = 2
+    max_objects: int = 1
     references_per_caption: int = 3
 
 

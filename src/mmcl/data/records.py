@@ -8,7 +8,9 @@ Each line is one sample::
 
 ``media`` paths are relative to the suite's data directory (empty for text-only tasks).
 ``answers`` holds the accepted answers of a QA sample or the reference captions of a captioning
-sample; training uses one of them as the target.
+sample; training uses one of them as the target. A generator may also write a perception set per
+encoder (``perception/<modality>.jsonl``, ``answers`` = the media's attribute tags) for backbones
+whose encoders start from random weights.
 """
 
 from __future__ import annotations
@@ -46,3 +48,7 @@ def read_jsonl(path: str | Path) -> list[Sample]:
 
 def split_path(data_dir: str | Path, task: str, split: str) -> Path:
     return Path(data_dir) / task / f"{split}.jsonl"
+
+
+def perception_path(data_dir: str | Path, modality: str) -> Path:
+    return Path(data_dir) / "perception" / f"{modality}.jsonl"

@@ -19,6 +19,10 @@ class BackboneFamily:
         """The model before any continual training: projectors freshly initialised (seeded)."""
         raise NotImplementedError
 
+    def encoder_pretraining(self) -> dict:
+        """Perception pretraining settings per encoder modality (empty: the encoders come pretrained)."""
+        return {}
+
     def stage0(self):
         """Settings of the text-only stage 0 that teaches the LLM the suite's world, or None to skip it."""
         return None

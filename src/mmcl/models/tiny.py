@@ -2,7 +2,9 @@
 backbones use (a Llama-style LLM, a CLIP vision tower, a Whisper encoder), sized for a laptop CPU.
 
 Its LLM starts from scratch, so stage 0 trains it on the suite's text-only task before any
-continual stage: that gives every method a "base LLM" with knowledge to lose.
+continual stage: that gives every method a "base LLM" with knowledge to lose. Its encoders start
+random too, so before that they are pretrained on the suite's perception sets (tagged media), the
+way real backbones bring pretrained CLIP and Whisper encoders.
 """
 
 from __future__ import annotations
@@ -53,12 +55,23 @@ class Stage0Config:
 
 
 @dataclass
+class EncoderPretrainingConfig:
+    """Perception pretraining of the random-init encoders on the suite's tagged media, before stage 0
+    (see ``mmcl.training.perception``); an encoder missing from ``steps`` stays random."""
+
+    steps: dict[str, int] = field(default_factory=lambda: {"image": 1500, "audio": 800})
+    batch_size: int = 64
+    lr: float = 2e-3
+
+
+@dataclass
 class TinyConfig(BackboneConfig):
     family: str = "tiny"
     init_seed: int = 0  # random init of every part (the base model is shared by all runs)
     llm: TinyLLMConfig = field(default_factory=TinyLLMConfig)
     image_encoder: TinyVisionConfig = field(default_factory=TinyVisionConfig)
     audio_encoder: TinyAudioConfig = field(default_factory=TinyAudioConfig)
+    encoder_pretraining: EncoderPretrainingConfig = field(default_factory=EncoderPretrainingConfig)
     stage0: Stage0Config = field(default_factory=Stage0Config)
 
 
@@ -156,6 +169,16 @@ class Tiny(BackboneFamily):
         processor = MediaProcessor(image_processor, feature_extractor, cfg.video.frames)
         count_media_tokens(model, processor)
         return model, processor
+
+    def encoder_pretraining(self):
+        from mmcl.training.perception import PerceptionSettings
+
+        pretraining = self.config.encoder_pretraining
+        return {
+            modality: PerceptionSettings(steps, pretraining.batch_size, pretraining.lr)
+            for modality, steps in pretraining.steps.items()
+            if steps > 0
+        }
 
     def stage0(self) -> Stage0Config:
         return self.config.stage0

@@ -17,6 +17,7 @@ from mmcl.plan import stage_from_key, stage_seed
 from mmcl.provenance import record
 from mmcl.training.batching import Collator, InstructionDataset
 from mmcl.training.loop import FitSettings, fit
+from mmcl.training.perception import pretrain_encoders
 
 
 def task_families(params: Params, suite: str) -> dict:
@@ -28,13 +29,20 @@ def load_split(data_dir: Path, tasks, split: str) -> list[Sample]:
 
 
 def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_dir: Path, log=print) -> None:
-    """Assemble the backbone and, if its family has one, run stage 0 on the suite's text task."""
+    """Assemble the backbone, pretrain random-init encoders and run stage 0 on the suite's text task
+    (each where the backbone family asks for it)."""
     config = params.backbones[backbone]
     family = BACKBONES.get(config.family)(config)
     suite_config = params.suites[suite]
     model, processor = family.assemble(suite_config, data_dir)
-    stage0 = family.stage0()
     stats = {}
+    if perception := family.encoder_pretraining():
+        started = time.perf_counter()
+        stats["perception"] = pretrain_encoders(
+            model, processor, data_dir, perception, seed=getattr(config, "init_seed", 0), log=log
+        )
+        stats["perception_seconds"] = round(time.perf_counter() - started, 2)
+    stage0 = family.stage0()
     if stage0 is not None and suite_config.text_task:
         set_seed(getattr(config, "init_seed", 0))
         for name, param in model.named_parameters():
@@ -59,7 +67,7 @@ def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_di
         log(f"stage 0: {len(samples)} text samples of '{suite_config.text_task}', {stage0.steps} steps")
         started = time.perf_counter()
         result = fit(model, InstructionDataset(samples, data_dir, processor), collator, settings, log=log)
-        stats = {"losses": result["losses"], "seconds": round(time.perf_counter() - started, 2)}
+        stats |= {"losses": result["losses"], "seconds": round(time.perf_counter() - started, 2)}
     manifest = {
         "backbone": backbone,
         "family": config.family,

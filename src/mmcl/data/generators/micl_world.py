@@ -239,10 +239,9 @@ def encode_motion(motion: Motion, world: WorldConfig, rng: np.random.Generator) 
     side = object_pixels(size)
     across = _place_in_cell(motion.lane, side, size, rng)
     free = size - side
-    # Travel at least half the canvas (and a pixel per frame, so consecutive frames always differ).
-    travel = int(rng.integers(max(frames - 1, free // 2), free + 1))
-    start = int(rng.integers(free - travel + 1))
-    along = [start + round(travel * k / (frames - 1)) for k in range(frames)]
+    # Edge to edge: the object crosses all three cells of its lane, so a per-frame "which cell"
+    # already tells the direction (shorter travel left direction near chance for the tiny backbone).
+    along = [round(free * k / (frames - 1)) for k in range(frames)]
     if motion.direction in ("left", "up"):
         along.reverse()
     # A fixed palette (background, then the colours) keeps the named colours exact in the GIF.
