@@ -159,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", required=True)
     p.add_argument("--out", required=True, type=Path, help="data directory of the suite, e.g. data/micl-synth")
 
-    p = command("train-base", cmd_train_base, "Build a backbone's stage-0 base model (and train its LLM on text).")
+    p = command(
+        "train-base",
+        cmd_train_base,
+        "Build a backbone's stage-0 base model (pretrain random encoders on tags, train its LLM on text).",
+    )
     p.add_argument("--suite", required=True)
     p.add_argument("--backbone", required=True)
     p.add_argument("--data", required=True, help="the suite's data directory")
