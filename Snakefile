@@ -13,6 +13,7 @@ min_version("9.19")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/teach.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
@@ -26,4 +27,4 @@ rule all:
 
 
 onsuccess:
-    print("\nmmcl: report written to reports/index.md (tables under reports/<suite>/<order>/<backbone>/)")
+    print(f"\nmmcl: report written to {REPORT_DIR}/index.md (tables under {REPORT_DIR}/<suite>/<order>/<backbone>/)")

@@ -41,7 +41,7 @@ def shrink(params: dict) -> None:
     params["suites"]["micl-synth"]["sizes"] = {"train": 24, "test": 8, "pretrain": 16}
     params["backbones"]["tiny"]["encoder_pretraining"] = {"steps": {"image": 3, "audio": 3}, "batch_size": 8}
     params["backbones"]["tiny"]["stage0"] = {"steps": 4, "batch_size": 8, "lr": 3.0e-3}
-    params["train"].update(steps=3, batch_size=4, log_every=1)
+    params["train"].update(steps=3, task_steps={}, batch_size=4, log_every=1)
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +69,56 @@ def tiny_base(tiny_suite, tmp_path_factory):
     out = tmp_path_factory.mktemp("base") / "checkpoint"
     train_base(params, "micl-synth", "tiny", data, out, log=lambda _: None)
     return out
+
+
+# --- Whole-workflow runs in a scratch project (shared by the workflow, Slurm and resume tests) ---
+
+PROJECT_FILES = ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore")
+
+
+def make_project(where: Path, params: dict) -> Path:
+    """A copy of the workflow (not of data or results) with its own params.yaml."""
+    import shutil
+
+    where.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        shutil.copy(ROOT / name, where / name)
+    for name in ("workflow", ".dvc", "src"):
+        shutil.copytree(ROOT / name, where / name, ignore=shutil.ignore_patterns("tmp", "__pycache__"))
+    (where / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return where
+
+
+def tiny_grid(params: dict) -> None:
+    """Two methods x three stages of a few dozen samples: about a minute and a half on 2 cores."""
+    shrink(params)
+    suite = params["suites"]["micl-synth"]
+    suite["sizes"] = {"train": 48, "test": 8, "pretrain": 16}
+    suite["orders"] = {"short": ["image_qa", "audio_cap", "video_qa"]}
+    params["presets"] = {}  # paper tables name orders this grid drops
+    params["grid"].update(orders=["short"], methods=["finetune", "lora"], seeds=[0])
+    params["train"].update(steps=30, batch_size=4, log_every=5, checkpoint_every=5)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid_params(default_params) -> dict:
+    params = copy.deepcopy(default_params)
+    tiny_grid(params)
+    return params
+
+
+@pytest.fixture(scope="session")
+def reference_grid(tmp_path_factory, tiny_grid_params) -> Path:
+    """The tiny grid run once, locally and uninterrupted: what other ways of running it must equal."""
+    import os
+    import subprocess
+    import sys
+
+    project = make_project(tmp_path_factory.mktemp("reference") / "project", tiny_grid_params)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [str(bin_dir / "snakemake"), "--cores", "2"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return project

@@ -35,7 +35,7 @@ def set_key(path: str, value):
     ("edit", "expected"),
     [
         (set_key("train.stpes", 10), ["train.stpes", "unknown key", "did you mean 'steps'"]),
-        (set_key("train.steps", "many"), ["train.steps", "Integer"]),
+        (set_key("train.steps", "many"), ["train.steps", "expected an integer, got 'many'"]),
         (
             set_key("grid.methods", ["finetune", "lroa"]),
             ["grid.methods[1]", "unknown method 'lroa'", "'lora'"],
@@ -44,7 +44,7 @@ def set_key(path: str, value):
         (set_key("grid.orders", ["img-aud-vdi"]), ["grid.orders[0]", "'img-aud-vid'"]),
         (set_key("methods.ewc2", {"type": "finetun"}), ["methods.ewc2.type", "did you mean 'finetune'"]),
         (set_key("methods.lora.alhpa", 8), ["methods.lora.alhpa", "did you mean 'alpha'"]),
-        (set_key("methods.lora.r", "eight"), ["methods.lora.r", "Integer"]),
+        (set_key("methods.lora.r", "eight"), ["methods.lora.r", "expected an integer"]),
         (set_key("backbones.tiny.llm.hiden_size", 64), ["backbones.tiny.llm.hiden_size", "'hidden_size'"]),
         (set_key("backbones.tiny.family", "tinny"), ["backbones.tiny.family", "'tiny'"]),
         (set_key("suites.micl-synth.tasks.image_qa.family", "vqa"), ["tasks.image_qa.family", "'qa'"]),

@@ -93,6 +93,8 @@ def test_stage_checkpoint_round_trip_and_corruption(tiny_suite, tiny_base, tmp_p
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(CheckpointError, match="does not match its recorded SHA-256"):
         load_stage(tmp_path / "ckpt", fresh)
+    assert not (tmp_path / "ckpt").exists(), "a damaged checkpoint is moved aside, so the workflow recomputes it"
+    assert len(list(tmp_path.glob("ckpt.corrupt-*/model.safetensors"))) == 1, "and kept for inspection"
 
 
 def test_base_directory_reloads_identically(tiny_suite, tiny_base):

@@ -32,6 +32,7 @@ def planned_jobs(repo_root, params_path) -> list[str]:
 
 def test_orders_sharing_a_first_task_share_its_stage(repo_root, params_file):
     def edit(params):
+        params["presets"] = {}
         params["suites"]["micl-synth"]["orders"] = {
             "a": ["image_cap", "image_qa", "audio_cap"],
             "b": ["image_cap", "audio_cap", "image_qa"],
@@ -62,6 +63,7 @@ def small_grid(params: dict) -> None:
     suite["sizes"] = {"train": 160, "test": 30, "pretrain": 600}
     params["backbones"]["tiny"]["encoder_pretraining"] = {"steps": {"image": 300, "audio": 150}}
     suite["orders"] = {"caps": ["image_cap", "audio_cap", "video_cap"]}
+    params["presets"] = {}
     params["grid"].update(orders=["caps"], methods=["finetune", "joint"], seeds=[0])
     params["backbones"]["tiny"]["stage0"] = {"steps": 60, "batch_size": 32, "lr": 3.0e-3}
     params["train"].update(steps=60, log_every=20)

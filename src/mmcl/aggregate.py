@@ -14,7 +14,7 @@ from pathlib import Path
 from mmcl.config import Params
 from mmcl.io import read_json
 from mmcl.methods import METHODS
-from mmcl.metrics.continual import summarize
+from mmcl.metrics.continual import forgetting, summarize
 
 SUBSETS = {"acc": ("qa", "accuracy"), "cider": ("captioning", "cider")}
 
@@ -63,6 +63,9 @@ def aggregate_run(
         square = _nan([row[: len(tasks)] for row in matrix[metric]])
         values = summarize(square, _nan([baseline[metric][: len(tasks)]])[0], subset)
         summary.update({f"{name}_{suffix}": value for name, value in values.items()})
+    # Over every task of the order, each in its primary metric (accuracy %, CIDEr x100: both points).
+    primary = _nan([[scores[t]["metrics"].get(scores[t]["primary"]) for t in tasks] for scores in rows])
+    summary["forgetting"] = forgetting(primary)
     return {
         "suite": suite,
         "order": order,

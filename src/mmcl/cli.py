@@ -7,6 +7,7 @@ with a ``provenance.json`` (resolved config, package versions, git commit) besid
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -74,11 +75,10 @@ def cmd_train_base(args) -> None:
     train_base(_params(args), args.suite, args.backbone, Path(args.data), Path(args.out))
 
 
-def cmd_train_stage(args) -> None:
-    from mmcl.training.jobs import train_stage
+def _stage_job(args):
+    from mmcl.training.jobs import StageJob
 
-    train_stage(
-        _params(args),
+    return StageJob(
         suite=args.suite,
         backbone=args.backbone,
         method=args.method,
@@ -87,8 +87,20 @@ def cmd_train_stage(args) -> None:
         data_dir=Path(args.data),
         base_dir=Path(args.base),
         prev_dir=Path(args.prev) if args.prev else None,
-        out_dir=Path(args.out),
     )
+
+
+def cmd_train_stage(args) -> None:
+    from mmcl.training.jobs import train_stage
+
+    artifacts = {"teacher": Path(args.teacher)} if args.teacher else {}
+    train_stage(_params(args), _stage_job(args), Path(args.out), artifacts)
+
+
+def cmd_teach(args) -> None:
+    from mmcl.training.jobs import teach_stage
+
+    teach_stage(_params(args), _stage_job(args), Path(args.out))
 
 
 def cmd_evaluate(args) -> None:
@@ -169,12 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the suite's data directory")
     p.add_argument("--out", required=True, help="base model directory to write")
 
-    p = command("train-stage", cmd_train_stage, "Train one continual-learning stage from the previous checkpoint.")
-    for flag in ("--suite", "--backbone", "--method", "--data", "--base", "--out"):
-        p.add_argument(flag, required=True)
-    p.add_argument("--seed", required=True, type=int)
-    p.add_argument("--stage", required=True, help="stage key: the tasks trained so far joined by '+'")
-    p.add_argument("--prev", help="previous stage's checkpoint (omit for the first stage)")
+    def stage_command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = command(name, func, help_text)
+        for flag in ("--suite", "--backbone", "--method", "--data", "--base", "--out"):
+            p.add_argument(flag, required=True)
+        p.add_argument("--seed", required=True, type=int)
+        p.add_argument("--stage", required=True, help="stage key: the tasks trained so far joined by '+'")
+        p.add_argument("--prev", help="previous stage's checkpoint (omit for the first stage)")
+        return p
+
+    p = stage_command("train-stage", cmd_train_stage, "Train one continual-learning stage from the previous one.")
+    p.add_argument("--teacher", help="the stage's cached teacher outputs (`mmcl teach`), for methods that distil")
+    stage_command("teach", cmd_teach, "Cache the previous model's outputs (pseudo-targets, top-K logits) for a stage.")
 
     p = command("evaluate", cmd_evaluate, "Evaluate a checkpoint (or the base model) on every task of the suite.")
     p.add_argument("--suite", required=True)
@@ -198,10 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def explained(err: Exception) -> bool:
+    """Errors whose message already names the file and the fix: printed as one line, no traceback."""
+    from mmcl.data.records import DataError
+
+    classes = [ConfigError, DataError]
+    # Only look up the classes of modules already loaded: importing them would import torch.
+    if checkpoint := sys.modules.get("mmcl.models.checkpoint"):
+        classes.append(checkpoint.CheckpointError)
+    if loop := sys.modules.get("mmcl.training.loop"):
+        classes.append(loop.NonFiniteLoss)
+    full_disk = isinstance(err, OSError) and err.errno == errno.ENOSPC
+    return full_disk or isinstance(err, tuple(classes))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ConfigError as err:
+    except Exception as err:
+        if not explained(err):
+            raise
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, ConfigError) else 1)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from mmcl.registry import ConfigError, closest
 
@@ -73,7 +75,8 @@ class GridConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 200  # optimizer steps per stage
+    steps: int = 200  # optimizer steps per task of a stage
+    task_steps: dict[str, int] = field(default_factory=dict)  # tasks that need another number of steps
     batch_size: int = 16  # global batch (split across processes under accelerate)
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -82,6 +85,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"  # auto (bf16 on CUDA when supported, else fp32) | fp32 | bf16 | fp16
     log_every: int = 25
+    checkpoint_every: int = 50  # save a resumable training state every N steps (0: only on SIGTERM/SIGUSR1)
     num_workers: int = 0
 
 
@@ -92,6 +96,33 @@ class EvalConfig:
     max_samples: int | None = None  # cap per task test split (None: the whole split)
 
 
+DISTRIBUTED = ("ddp", "fsdp", "deepspeed_zero2")  # workflow/accelerate/<name>.yaml
+
+
+@dataclass
+class JobResources:
+    """What one kind of job asks the cluster for."""
+
+    gpus: int = 0
+    gpu_type: str | None = None  # GPU model as the cluster names it (e.g. a100); None: any
+    cpus: int = 1  # also the job's thread count (OMP_NUM_THREADS), locally capped by --cores
+    mem_mb: int = 4000
+    runtime: int = 30  # wall-time minutes of the first attempt; attempt n gets n times as much
+
+
+@dataclass
+class ResourcesConfig:
+    """Per-rule cluster resources. Not results-relevant: DVC and Snakemake do not re-run jobs for them."""
+
+    partition: str | None = None  # Slurm partition (None: the cluster's default)
+    account: str | None = None  # Slurm account (None: none)
+    distributed: str = "ddp"  # how a stage uses more than one GPU: ddp | fsdp | deepspeed_zero2
+    default: JobResources = field(default_factory=JobResources)  # prepare, reference, aggregate, report
+    train_base: JobResources = field(default_factory=lambda: JobResources(gpus=1, cpus=2))
+    train_stage: JobResources = field(default_factory=lambda: JobResources(gpus=1))
+    evaluate: JobResources = field(default_factory=lambda: JobResources(gpus=1))
+
+
 @dataclass
 class Params:
     grid: GridConfig = field(default_factory=GridConfig)
@@ -100,7 +131,10 @@ class Params:
     methods: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    presets: dict[str, GridConfig] = field(default_factory=dict)  # named grids: one per paper table
     path: str = "params.yaml"  # where these params were read from (set by load_params)
+    preset: str | None = None  # the preset whose grid replaced `grid` (set by load_params)
 
     def suite(self, name: str | None = None) -> SuiteConfig:
         return self.suites[name or self.grid.suite]
@@ -121,7 +155,12 @@ class Params:
             for part in section.split("."):
                 node = node[part]
             picked[section] = node
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+        return digest(picked)
+
+
+def digest(obj: Any) -> str:
+    """Short hash of a JSON-able object."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -167,32 +206,51 @@ def _structured(schema: type, data: Any, where: str, path: str):
         merged = OmegaConf.merge(OmegaConf.structured(schema), data)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        key = ".".join(p for p in (where, str(err.full_key or "")) if p)
+        inner = str(err.full_key or "")
+        key = ".".join(p for p in (where, inner) if p)
         if isinstance(err, ConfigKeyError):
-            inner = str(err.full_key or "")
             bad = inner.rsplit(".", 1)[-1]
-            hint = closest(bad, _fields_at(schema, inner.rpartition(".")[0]))
+            valid = _fields_at(schema, inner.rpartition(".")[0])
+            hint = closest(bad, valid) or f"; valid keys: {', '.join(valid)}"
             raise ConfigError(f"{path}: {key}: unknown key '{bad}'{hint}") from None
-        if isinstance(err, ValidationError):
-            msg = str(err).splitlines()[0]
-            raise ConfigError(f"{path}: {key}: {msg}") from None
-        if "Missing mandatory value" in str(err):
-            raise ConfigError(f"{path}: {key}: required value is missing") from None
+        expected = _describe(_type_at(schema, inner))
+        if isinstance(err, MissingMandatoryValue):
+            raise ConfigError(f"{path}: {key}: required value is missing; set it to {expected}") from None
+        if isinstance(err, ValidationError) and expected:
+            raise ConfigError(f"{path}: {key}: expected {expected}, got {err.value!r}") from None
         raise ConfigError(f"{path}: {key}: {str(err).splitlines()[0]}") from None
+
+
+def _type_at(schema: type, dotted: str) -> Any:
+    """The declared type at ``dotted`` (a path inside ``schema``, e.g. ``grid.seeds[0]``); None if unknown."""
+    node: Any = schema
+    for part in re.findall(r"[^.\[\]]+", dotted):
+        if typing.get_origin(node) in (dict, list):  # a user-chosen key or an index: step into the values
+            node = typing.get_args(node)[-1]
+        elif hasattr(node, "__dataclass_fields__"):
+            node = typing.get_type_hints(node).get(part)
+        else:
+            return None
+    return node
 
 
 def _fields_at(schema: type, dotted: str) -> list[str]:
     """Field names of the dataclass that ``dotted`` (a path inside ``schema``) points into."""
-    node: Any = schema
-    for part in [p for p in dotted.split(".") if p]:
-        if typing.get_origin(node) in (dict, list):  # a user-chosen key or an index: step into the values
-            node = typing.get_args(node)[-1]
-        if not hasattr(node, "__dataclass_fields__"):
-            return []
-        node = typing.get_type_hints(node).get(part)
+    node = _type_at(schema, dotted)
     if typing.get_origin(node) in (dict, list):
         node = typing.get_args(node)[-1]
     return list(getattr(node, "__dataclass_fields__", []))
+
+
+def _describe(kind: Any) -> str:
+    """'an integer', 'a list', 'a number or null', ... for a declared type ('' when unknown)."""
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return " or ".join(_describe(arg) for arg in typing.get_args(kind))
+    if hasattr(kind, "__dataclass_fields__"):
+        return "a mapping of settings"
+    words = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    words |= {list: "a list, e.g. [a, b]", dict: "a mapping (key: value)"}
+    return words.get(typing.get_origin(kind) or kind, "")
 
 
 def _check_name(name: str, known, where: str, what: str, path: str) -> None:
@@ -206,37 +264,72 @@ def _typed_entries(raw: dict, kind_key: str, registry, base: type, section: str,
     """Validate each entry of a name -> settings mapping against its implementation's dataclass."""
     typed = {}
     for name, entry in (raw or {}).items():
+        where = f"{section}.{name}"
+        if not isinstance(entry, dict | None):
+            raise ConfigError(f"{path}: {where}: expected a mapping of settings ({{}} for none), got {entry!r}")
         entry = dict(entry or {})
         entry.setdefault(kind_key, name)
-        where = f"{section}.{name}"
         impl = registry.get(entry[kind_key], where=f"{path}: {where}.{kind_key}")
         config_class = getattr(impl, "config_class", base)
         typed[name] = _structured(config_class, entry, where, path)
     return typed
 
 
-def load_params(path: str | Path = "params.yaml", overrides: dict | None = None) -> Params:
-    """Read and validate ``params.yaml``; raise ConfigError with file, dotted key and suggestion."""
+def _check_grid(params: Params, grid: GridConfig, where: str, path: str) -> None:
+    _check_name(grid.suite, params.suites, f"{where}.suite", "suite", path)
+    suite = params.suites[grid.suite]
+    for key, names, known, what in (
+        ("orders", grid.orders, suite.orders, f"order of suite '{grid.suite}'"),
+        ("methods", grid.methods, params.methods, "method"),
+        ("backbones", grid.backbones, params.backbones, "backbone"),
+    ):
+        if not names:
+            raise ConfigError(f"{path}: {where}.{key}: list at least one {what}")
+        for i, name in enumerate(names):
+            _check_name(name, known, f"{where}.{key}[{i}]", what, path)
+            _check_once(names, i, f"{where}.{key}", path)
+    if not grid.seeds:
+        raise ConfigError(f"{path}: {where}.seeds: list at least one seed")
+    for i in range(len(grid.seeds)):
+        _check_once(grid.seeds, i, f"{where}.seeds", path)
+
+
+def load_params(
+    path: str | Path = "params.yaml", overrides: dict | None = None, preset: str | None = None
+) -> Params:
+    """Read and validate ``params.yaml``; raise ConfigError with file, dotted key and suggestion.
+
+    With ``preset``, the grid of ``presets.<preset>`` replaces ``grid`` (a paper table's grid).
+    """
     from mmcl.data import GENERATORS, TASK_FAMILIES
     from mmcl.methods import METHODS
     from mmcl.models import BACKBONES
 
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: no such file; run from the project root or pass --params PATH")
+        raise ConfigError(
+            f"{path}: no such file; run from the project root or pass --params PATH (snakemake: --config params=PATH)"
+        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ConfigError(f"{path}: {where}not valid YAML ({problem}); fix the syntax there") from None
     if overrides:
         raw = OmegaConf.to_container(OmegaConf.merge(raw, overrides), resolve=True)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
 
     fields = Params.__dataclass_fields__
-    for key in raw:
-        if key not in fields or key == "path":
-            raise ConfigError(f"{path}: {key}: unknown section{closest(key, [f for f in fields if f != 'path'])}")
+    sections = [f for f in fields if f != "path"]
+    for key, value in raw.items():
+        if key not in sections:
+            hint = closest(key, sections) or f"; sections: {', '.join(sections)}"
+            raise ConfigError(f"{path}: {key}: unknown section{hint}")
+        if not isinstance(value, dict | None):
+            raise ConfigError(f"{path}: {key}: expected a mapping of settings (key: value), got {value!r}")
 
     plain = {k: v for k, v in raw.items() if k not in ("backbones", "methods")}
     params: Params = _structured(Params, plain, "", str(path))
@@ -244,7 +337,48 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None)
     params.methods = _typed_entries(raw.get("methods"), "type", METHODS, MethodConfig, "methods", str(path))
     params.backbones = _typed_entries(raw.get("backbones"), "family", BACKBONES, BackboneConfig, "backbones", str(path))
     _cross_check(params, str(path), GENERATORS, TASK_FAMILIES)
+    _check_ranges(params, "", str(path))
+    if preset is not None:
+        _check_name(preset, params.presets, "presets", "preset", str(path))
+        params.grid, params.preset = params.presets[preset], preset
     return params
+
+
+def _check_once(items: list, i: int, key: str, path: str) -> None:
+    """A name listed twice would run (or train) the same thing twice."""
+    if items[i] in items[:i]:
+        raise ConfigError(
+            f"{path}: {key}[{i}]: '{items[i]}' is already listed at {key}[{items.index(items[i])}]; list it once"
+        )
+
+
+# Allowed range of every numeric setting with this name, wherever it appears (train, evaluation,
+# suites.*.sizes, methods.*, backbones.*.stage0, ...): a run that cannot work fails at load, not mid-run.
+POSITIVE = ("> 0", lambda v: v > 0)
+NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+RANGES = {
+    **dict.fromkeys(("steps", "batch_size", "lr", "log_every", "max_new_tokens", "max_samples"), POSITIVE),
+    **dict.fromkeys(("train", "test"), POSITIVE),  # suites.*.sizes
+    **dict.fromkeys(("pretrain", "weight_decay", "grad_clip", "checkpoint_every", "num_workers"), NON_NEGATIVE),
+    "warmup_ratio": ("in [0, 1)", lambda v: 0 <= v < 1),
+}
+
+
+def _check_ranges(node: Any, key: str, path: str) -> None:
+    if isinstance(node, dict):
+        items = list(node.items())
+    elif hasattr(node, "__dataclass_fields__"):
+        items = [(name, getattr(node, name)) for name in node.__dataclass_fields__]
+    else:
+        return
+    for name, value in items:
+        where = f"{key}.{name}" if key else str(name)
+        what, ok = RANGES.get(name, ("", None))
+        if ok and isinstance(value, int | float) and not isinstance(value, bool) and not ok(value):
+            default = getattr(getattr(node, "__dataclass_fields__", {}).get(name), "default", None)
+            fix = f"e.g. {default} (the default)" if isinstance(default, int | float) else "or remove it"
+            raise ConfigError(f"{path}: {where}: must be {what}, got {value}; set a value {what}, {fix}")
+        _check_ranges(value, where, path)
 
 
 def _cross_check(params: Params, path: str, generators, task_families) -> None:
@@ -261,26 +395,22 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
                 raise ConfigError(f"{path}: {where}.orders.{order_name}: an order needs at least one task")
             for i, task in enumerate(tasks):
                 _check_name(task, suite.tasks, f"{where}.orders.{order_name}[{i}]", "task", path)
-            if len(set(tasks)) != len(tasks):
-                raise ConfigError(f"{path}: {where}.orders.{order_name}: a task appears twice")
+                _check_once(tasks, i, f"{where}.orders.{order_name}", path)
         if suite.text_task is not None:
             _check_name(suite.text_task, suite.tasks, f"{where}.text_task", "task", path)
 
-    grid = params.grid
-    _check_name(grid.suite, params.suites, "grid.suite", "suite", path)
-    suite = params.suite()
-    for key, names, known, what in (
-        ("orders", grid.orders, suite.orders, f"order of suite '{grid.suite}'"),
-        ("methods", grid.methods, params.methods, "method"),
-        ("backbones", grid.backbones, params.backbones, "backbone"),
-    ):
-        if not names:
-            raise ConfigError(f"{path}: grid.{key}: list at least one {what}")
-        for i, name in enumerate(names):
-            _check_name(name, known, f"grid.{key}[{i}]", what, path)
-    if not grid.seeds:
-        raise ConfigError(f"{path}: grid.seeds: list at least one seed")
+    for where, grid in (("grid", params.grid), *((f"presets.{name}", g) for name, g in params.presets.items())):
+        _check_grid(params, grid, where, path)
+    for task in params.train.task_steps:
+        _check_name(task, params.suite().tasks, f"train.task_steps.{task}", "task of the grid's suite", path)
     if params.train.schedule not in ("constant", "linear", "cosine"):
         _check_name(params.train.schedule, ("constant", "linear", "cosine"), "train.schedule", "schedule", path)
     if params.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         _check_name(params.train.precision, ("auto", "fp32", "bf16", "fp16"), "train.precision", "precision", path)
+    resources = params.resources
+    _check_name(resources.distributed, DISTRIBUTED, "resources.distributed", "strategy", path)
+    for kind in ("default", "train_base", "train_stage", "evaluate"):
+        job = getattr(resources, kind)
+        for key, least in (("gpus", 0), ("cpus", 1), ("mem_mb", 1), ("runtime", 1)):
+            if getattr(job, key) < least:
+                raise ConfigError(f"{path}: resources.{kind}.{key}: must be at least {least}")

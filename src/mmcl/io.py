@@ -7,6 +7,7 @@ renamed into place, so a killed job never leaves a half-written file that looks 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -27,7 +28,11 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success it replaces ``path`` (file or directory)."""
+    """Yield a temporary sibling of ``path``; on success it replaces ``path`` (file or directory).
+
+    When the disk fills up, the partial copy is removed and an OSError(ENOSPC) says which output
+    failed and how much space it needs.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
@@ -36,8 +41,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        shutil.rmtree(tmp.parent, ignore_errors=True)  # first, so that the space it held counts as free
+        free = shutil.disk_usage(path.parent).free / 1e6
+        raise OSError(
+            errno.ENOSPC,
+            f"{path}: disk full: this output needs more than the {free:,.1f} MB free on its filesystem; "
+            "free some space and re-run. Nothing was marked complete: the partial output was removed",
+        ) from err
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a full disk; native writers such as safetensors raise
+    their own exception type, with the OS message in its text."""
+    while err is not None:
+        if getattr(err, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _json_safe(obj):

@@ -1,14 +1,24 @@
 # The grid, read and validated from params.yaml, and the input functions that chain stages.
 import re
 
-from mmcl.config import load_params
+from pathlib import Path
+
+from mmcl.config import digest, load_params
+from mmcl.integrity import quarantine_damaged
 from mmcl.methods import METHODS
 from mmcl.plan import plan_stages
 
 PARAMS_FILE = config.get("params", "params.yaml")
-PARAMS = load_params(PARAMS_FILE)
+PRESET = config.get("preset")  # `--config preset=<name>`: the grid of presets.<name> (a paper table)
+PARAMS = load_params(PARAMS_FILE, preset=PRESET)
+REPORT_DIR = f"reports/{PRESET}" if PRESET else "reports"
 GRID = PARAMS.grid
 SUITE = GRID.suite
+
+# A checkpoint or artifact that no longer matches its recorded hashes is moved aside before the DAG
+# is built, so this run recomputes it and everything after it (jobs parse this file too: skip there).
+if workflow.is_main_process:
+    quarantine_damaged(Path("results"), Path(".snakemake/mmcl-verified.json"))
 
 
 def _names(values):
@@ -41,22 +51,57 @@ def fingerprint(*sections):
     return value
 
 
-def stage_inputs(wildcards):
-    """A stage starts from the base model and, unless it is the first, the previous stage's checkpoint."""
-    stage = next(
+def method_of(name):
+    return METHODS.get(PARAMS.methods[name].type)(PARAMS.methods[name])
+
+
+def stage_of(wildcards):
+    return next(
         s
         for order in PARAMS.suite(wildcards.suite).orders
         for s in stages(wildcards.method, order)
         if s.key == wildcards.stage
     )
+
+
+def stage_dir(w, key):
+    return f"results/{w.suite}/{w.backbone}/{w.method}/seed{w.seed}/stages/{key}"
+
+
+def stage_inputs(wildcards):
+    """A stage starts from the base model and, unless it is the first, the previous stage's checkpoint;
+    a method that distils also reads the stage's cached teacher outputs."""
+    stage = stage_of(wildcards)
     inputs = {
         "data": f"data/{wildcards.suite}/manifest.json",
         "base": f"results/{wildcards.suite}/{wildcards.backbone}/base/checkpoint",
     }
     if stage.previous:
-        w = wildcards
-        inputs["prev"] = f"results/{w.suite}/{w.backbone}/{w.method}/seed{w.seed}/stages/{stage.previous}/checkpoint"
+        inputs["prev"] = f"{stage_dir(wildcards, stage.previous)}/checkpoint"
+    if "teacher" in method_of(wildcards.method).required_artifacts(stage):
+        inputs["teacher"] = f"{stage_dir(wildcards, stage.key)}/teacher"
     return inputs
+
+
+def teacher_inputs(wildcards):
+    """The teacher of a stage is the previous stage's model."""
+    inputs = stage_inputs(wildcards)
+    del inputs["teacher"]
+    return inputs
+
+
+def teacher_flag(wildcards, input):
+    return f"--teacher {input.teacher}" if "teacher" in input.keys() else ""
+
+
+def stage_fingerprint(wildcards):
+    """Re-run a stage when the settings that shape it change (a loss weight of later stages does not)."""
+    settings = method_of(wildcards.method).stage_settings(stage_of(wildcards))
+    return digest([settings, PARAMS.fingerprint("train")])
+
+
+def teacher_fingerprint(wildcards):
+    return digest(method_of(wildcards.method).teacher_settings())
 
 
 def previous_flag(wildcards, input):
@@ -79,4 +124,46 @@ RUN_FILES = expand(
     seed=GRID.seeds,
     order=GRID.orders,
 )
-REPORT_FILES = ["reports/index.md", "reports/results.csv", "reports/summary.csv", "reports/metrics.json"]
+REPORT_FILES = [f"{REPORT_DIR}/{name}" for name in ("index.md", "results.csv", "summary.csv", "metrics.json")]
+
+
+# --- Cluster resources (params.yaml `resources:`), named as snakemake-executor-plugin-slurm reads them ---
+# A local run ignores all of them but `threads` (Snakemake only enforces resources given to --resources).
+RESOURCES = PARAMS.resources
+# Training jobs get SIGTERM this long before their time limit (at most a fifth of it): they save a
+# resumable state and exit 75, and the retry, with more time, resumes. Not SIGUSR1: Slurm signals every
+# process of the job step, and the Snakemake process running the rule there dies of SIGUSR1 (ending the
+# job mid-save) while it waits for the command on SIGTERM.
+WARNING_SECONDS = 300
+
+
+def cpus(kind):
+    return getattr(RESOURCES, kind).cpus
+
+
+def cluster_resources(kind):
+    """A rule's `resources:` for one `resources.<kind>` entry of params.yaml."""
+    job = getattr(RESOURCES, kind)
+    resources = {
+        "cpus_per_task": job.cpus,
+        "mem_mb": job.mem_mb,
+        "runtime": lambda wildcards, attempt: job.runtime * attempt,
+        "gpu": job.gpus,
+        "gpu_model": job.gpu_type if job.gpus else None,
+        "slurm_partition": RESOURCES.partition,
+        "slurm_account": RESOURCES.account,
+    }
+    if kind.startswith("train"):
+        resources["slurm_extra"] = f"--signal=TERM@{min(WARNING_SECONDS, job.runtime * 60 // 5)}"
+    # Unset, not None: a rule's None would also hide --default-resources given on the command line.
+    return {name: value for name, value in resources.items() if value is not None}
+
+
+def stage_launcher():
+    """`mmcl`, or `accelerate launch` with one process per GPU when a stage asks for more than one."""
+    gpus = RESOURCES.train_stage.gpus
+    if gpus <= 1:
+        return "mmcl"
+    config = f"workflow/accelerate/{RESOURCES.distributed}.yaml"
+    # Port 0: a free rendezvous port, as several multi-GPU jobs may share a node.
+    return f"accelerate launch --num_processes {gpus} --config_file {config} --main_process_port 0 -m mmcl"

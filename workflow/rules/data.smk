@@ -8,6 +8,8 @@ rule prepare:
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}"),
+    resources:
+        **cluster_resources("default"),
     conda:
         "../envs/mmcl.yaml"
     shell:

@@ -12,7 +12,9 @@ rule evaluate_stage:
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),
-    threads: 1
+    threads: cpus("evaluate")
+    resources:
+        **cluster_resources("evaluate"),
     conda:
         "../envs/mmcl.yaml"
     shell:
@@ -34,7 +36,9 @@ rule evaluate_base:
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),
-    threads: 1
+    threads: cpus("evaluate")
+    resources:
+        **cluster_resources("evaluate"),
     conda:
         "../envs/mmcl.yaml"
     shell:
@@ -54,6 +58,8 @@ rule evaluate_reference:
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),
+    resources:
+        **cluster_resources("default"),
     conda:
         "../envs/mmcl.yaml"
     shell:

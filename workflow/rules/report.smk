@@ -10,6 +10,8 @@ rule aggregate_run:
         "logs/benchmarks/aggregate_run/{suite}/{backbone}/{method}/seed{seed}/{order}.tsv",
     params:
         params_file=PARAMS_FILE,
+    resources:
+        **cluster_resources("default"),
     conda:
         "../envs/mmcl.yaml"
     shell:
@@ -25,14 +27,17 @@ rule report:
     output:
         REPORT_FILES,
     log:
-        "logs/report.log",
+        f"logs/{REPORT_DIR}/report.log",
     benchmark:
-        "logs/benchmarks/report.tsv",
+        f"logs/benchmarks/{REPORT_DIR}/report.tsv",
     params:
         params_file=PARAMS_FILE,
         suite=SUITE,
+        out=lambda wildcards, output: Path(output[0]).parent,
+    resources:
+        **cluster_resources("default"),
     conda:
         "../envs/mmcl.yaml"
     shell:
         "mmcl report --params {params.params_file} --runs {input.runs} "
-        "--reference {params.suite}={input.reference} --out reports > {log} 2>&1"
+        "--reference {params.suite}={input.reference} --out {params.out} > {log} 2>&1"

@@ -10,11 +10,14 @@ rule train_base:
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}", "backbones.{backbone}", "train.precision"),
-    threads: 2
+    threads: cpus("train_base")
+    resources:
+        **cluster_resources("train_base"),
     conda:
         "../envs/mmcl.yaml"
+    # exec: a shell in between would die of Slurm's early SIGTERM and end the job while the trainer saves
     shell:
-        "OMP_NUM_THREADS={threads} mmcl train-base --params {params.params_file} --suite {wildcards.suite} "
+        "OMP_NUM_THREADS={threads} exec mmcl train-base --params {params.params_file} --suite {wildcards.suite} "
         "--backbone {wildcards.backbone} --data data/{wildcards.suite} --out {output} > {log} 2>&1"
 
 
@@ -30,12 +33,19 @@ rule train_stage:
     params:
         params_file=PARAMS_FILE,
         prev=previous_flag,
-        config=fingerprint("methods.{method}", "train"),
-    threads: 1
+        teacher=teacher_flag,
+        config=stage_fingerprint,
+    threads: cpus("train_stage")
+    # The launcher is a resource, not a param: params are rerun triggers, and a new GPU count must not
+    # re-run finished stages.
+    resources:
+        **cluster_resources("train_stage"),
+        launcher=stage_launcher(),
     conda:
         "../envs/mmcl.yaml"
+    # exec: as in train_base
     shell:
-        "OMP_NUM_THREADS={threads} mmcl train-stage --params {params.params_file} --suite {wildcards.suite} "
-        "--backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
-        "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} {params.prev} "
+        "OMP_NUM_THREADS={threads} exec {resources.launcher} train-stage --params {params.params_file} "
+        "--suite {wildcards.suite} --backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
+        "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} {params.prev} {params.teacher} "
         "--out {output} > {log} 2>&1"

@@ -16,10 +16,14 @@ whose encoders start from random weights.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from mmcl.io import atomic_path
+
+
+class DataError(ValueError):
+    """A problem in a suite's data (or its download); the message names the file and how to fix it."""
 
 
 @dataclass
@@ -32,18 +36,76 @@ class Sample:
     media: list[str] = field(default_factory=list)
 
 
+FIELDS = [f.name for f in fields(Sample)]
+REQUIRED = [f.name for f in fields(Sample) if f.default is MISSING and f.default_factory is MISSING]
+LIST_FIELDS = ("answers", "media")
+MEDIA_FIX = "re-run `mmcl prepare` for this suite (or `dvc checkout` its data directory), or replace the file"
+
+
 def write_jsonl(path: str | Path, samples: list[Sample]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         for sample in samples:
             f.write(json.dumps(asdict(sample), sort_keys=True) + "\n")
 
 
-def read_jsonl(path: str | Path) -> list[Sample]:
+def data_fix(data_dir: Path) -> str:
+    """How to get a suite's data back: from the DVC cache, or by preparing it again."""
+    prepare = f"mmcl prepare --suite {data_dir.name} --out {data_dir}"
+    return f"restore it with `dvc checkout {data_dir}` or rebuild it with `{prepare}`"
+
+
+def read_jsonl(path: str | Path, data_dir: str | Path | None = None) -> list[Sample]:
+    """Every sample of a split file, checked before any job computes with it.
+
+    Media paths are relative to the suite's data directory: by default the directory two levels
+    above the file (``<data>/<task>/<split>.jsonl``, ``<data>/perception/<modality>.jsonl``).
+    """
     path = Path(path)
+    data_dir = Path(data_dir) if data_dir is not None else path.parent.parent
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data directory does not exist; {data_fix(data_dir)}")
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing split file; run the prepare step (`mmcl prepare`) for this suite")
-    with open(path) as f:
-        return [Sample(**json.loads(line)) for line in f if line.strip()]
+        raise DataError(f"{path}: missing split file; {data_fix(data_dir)}")
+    text = path.read_text()
+    lines = text.splitlines()
+    samples = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            # write_jsonl ends every record with a newline: a last line without one was cut off
+            truncated = number == len(lines) and not text.endswith("\n")
+            samples.append(_parse(line, f"{path}:{number}", truncated, data_dir))
+    return samples
+
+
+def _parse(line: str, where: str, truncated: bool, data_dir: Path) -> Sample:
+    fix = data_fix(data_dir)
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        if truncated:
+            raise DataError(f"{where}: last line cut off mid-record (the file is truncated); {fix}") from None
+        raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno}); {fix}") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object (one sample per line); {fix}")
+    sample = f"sample '{record.get('id', '?')}'"
+    for key in record:
+        if key not in FIELDS:
+            raise DataError(f"{where}: {sample}: unknown field '{key}' (fields: {', '.join(FIELDS)}); {fix}")
+    for key in REQUIRED:
+        if key not in record:
+            raise DataError(f"{where}: {sample}: missing field '{key}'; {fix}")
+    for key, value in record.items():
+        if key in LIST_FIELDS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise DataError(f"{where}: {sample}: '{key}' must be a list of strings, got {value!r}; {fix}")
+        elif not isinstance(value, str):
+            raise DataError(f"{where}: {sample}: '{key}' must be a string, got {value!r}; {fix}")
+    if not record["answers"]:
+        raise DataError(f"{where}: {sample}: 'answers' is empty (it needs at least one answer or caption); {fix}")
+    for media in record.get("media", []):
+        if not (data_dir / media).is_file():
+            raise DataError(f"{where}: {sample}: media file {data_dir / media} does not exist; {fix}")
+    return Sample(**record)
 
 
 def split_path(data_dir: str | Path, task: str, split: str) -> Path:

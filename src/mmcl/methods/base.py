@@ -5,28 +5,46 @@ The training job calls them in this order for every stage::
     method = Method(config)
     method.prepare_model(model)          # change the architecture (adapters) before weights are loaded
     <previous stage's checkpoint and method.load_state_dict(...) are loaded>
-    method.before_stage(model, stage)    # e.g. snapshot a teacher, compute a Fisher matrix
+    method.before_stage(model, context)  # e.g. read cached teachers' outputs
     names = method.trainable_parameters(model)
-    for batch: loss = method.loss(model, batch, outputs)
-    method.after_stage(model, stage)     # e.g. merge weights, consolidate
+    for step, batch: loss = method.loss(model, batch, outputs, step)
+    method.after_stage(model, context)   # e.g. compute a Fisher matrix, fuse weights
     <checkpoint saved with method.state_dict()>
 
-Evaluation calls only ``prepare_model`` before loading a checkpoint. Class attributes tell the
-workflow how a run is shaped (``schedule``) and which cached artifacts a stage reads
-(``required_artifacts``), without importing torch: method modules import heavy libraries inside
-their hooks, because the Snakefile imports every method module to validate ``params.yaml``.
+Evaluation calls only ``prepare_model`` before loading a checkpoint. A method that distils from
+the previous model asks for a cached ``teacher`` artifact (``required_artifacts``): the workflow
+runs ``method.teach(previous_model, context, out_dir)`` in its own job first, so the training job
+never holds two models. The workflow learns how a run is shaped (``schedule``), what a stage reads
+and which settings matter to a stage (``stage_settings``, ``teacher_settings``: a stage re-runs
+only when those change) without importing torch: method modules import heavy libraries inside their
+hooks, because the Snakefile imports every method module to validate ``params.yaml``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from mmcl.config import MethodConfig
+from mmcl.config import MethodConfig, SuiteConfig, to_plain
 
 if TYPE_CHECKING:
     from mmcl.models.mllm import MultimodalLM
     from mmcl.plan import Stage
+    from mmcl.training.batching import Collator, InstructionDataset
+
+
+@dataclass
+class StageContext:
+    """What a stage's hooks may use besides the model: its data, and the artifacts it asked for."""
+
+    stage: Stage
+    dataset: InstructionDataset  # the stage's training samples
+    collator: Collator
+    suite: SuiteConfig  # its tasks (family, modality) and generator
+    artifacts: dict[str, Path] = field(default_factory=dict)  # name (see required_artifacts) -> directory
+    log: Callable[[str], None] = print
 
 
 class CLMethod:
@@ -37,10 +55,21 @@ class CLMethod:
     def __init__(self, config: MethodConfig):
         self.config = config
 
-    @classmethod
-    def required_artifacts(cls, stage: Stage) -> list[str]:
-        """Names of cached artifacts (teachers' outputs, pseudo-targets, replay buffers) this stage reads."""
+    def required_artifacts(self, stage: Stage) -> list[str]:
+        """Names of cached artifacts this stage reads (``teacher``: made by ``teach`` before training)."""
         return []
+
+    def stage_settings(self, stage: Stage) -> dict:
+        """The settings that shape this stage's training (all of them, unless a method knows better)."""
+        return to_plain(self.config)
+
+    def teacher_settings(self) -> dict:
+        """The settings that shape the cached teacher outputs."""
+        return {}
+
+    def teach(self, model: MultimodalLM, context: StageContext, out_dir: Path) -> None:
+        """Run the previous stage's model (``model``) and write what this stage distils from to ``out_dir``."""
+        raise NotImplementedError(f"method '{self.name}' asks for a teacher artifact but does not define teach()")
 
     def prepare_model(self, model: MultimodalLM) -> None:
         """Modify the model's structure; called before any checkpoint is loaded into it."""
@@ -49,14 +78,14 @@ class CLMethod:
         """Names of the parameters the optimizer updates during this stage."""
         return []
 
-    def before_stage(self, model: MultimodalLM, stage: Stage) -> None:
+    def before_stage(self, model: MultimodalLM, context: StageContext) -> None:
         pass
 
-    def loss(self, model: MultimodalLM, batch: dict, outputs):
-        """Training objective of one batch; the default is the next-token loss on answer tokens."""
+    def loss(self, model: MultimodalLM, batch: dict, outputs, step: int):
+        """Training objective of step ``step``'s batch; the default is the next-token loss on answer tokens."""
         return outputs.loss
 
-    def after_stage(self, model: MultimodalLM, stage: Stage) -> None:
+    def after_stage(self, model: MultimodalLM, context: StageContext) -> None:
         pass
 
     def state_dict(self) -> dict:

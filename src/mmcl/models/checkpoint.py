@@ -9,8 +9,9 @@ model, whatever the backbone family::
     projectors.safetensors   the projectors' initial (or stage-0) weights
 
 A *stage* checkpoint holds only what differs from the base: every parameter a stage trained or
-inherited from the previous stage, as safetensors (no pickle), plus the method's own tensors, and a
-``meta.json`` with the file's SHA-256 so that a corrupt or swapped file is detected, not used.
+inherited from the previous stage, as safetensors (no pickle), plus the method's own tensors and a
+``meta.json``. Both kinds are sealed (``mmcl.integrity``): a corrupt or swapped file is detected when
+loaded, moved aside and recomputed by the workflow, never used.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from mmcl.io import atomic_path, sha256_file
+from mmcl.integrity import problems, quarantine, seal
+from mmcl.io import atomic_path
 from mmcl.models.mllm import AudioEncoder, ImageEncoder, MultimodalLM
 
 MANIFEST = "backbone.json"
@@ -45,20 +47,33 @@ class MediaProcessor:
     video_frames: int
 
     def load(self, modality: str, path: Path) -> torch.Tensor:
+        """Encoder input of one media file; a file that cannot be decoded raises DataError naming it."""
+        from mmcl.data.records import MEDIA_FIX, DataError
+
         if modality == "image":
             from PIL import Image
 
-            with Image.open(path) as img:
-                return self.image_processor([img.convert("RGB")], return_tensors="pt")["pixel_values"][0]
+            try:
+                with Image.open(path) as img:
+                    image = img.convert("RGB")
+            except (OSError, SyntaxError, ValueError) as err:
+                raise DataError(f"{path}: not a readable image ({err}); {MEDIA_FIX}") from None
+            return self.image_processor([image], return_tensors="pt")["pixel_values"][0]
         if modality == "video":
             return self.image_processor(read_frames(path, self.video_frames), return_tensors="pt")["pixel_values"]
         if modality == "audio":
             import soundfile
 
-            wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+            try:
+                wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+            except (OSError, RuntimeError) as err:  # libsndfile's errors are RuntimeErrors
+                raise DataError(f"{path}: not a readable audio file ({err}); {MEDIA_FIX}") from None
             expected = self.feature_extractor.sampling_rate
             if rate != expected:
-                raise ValueError(f"{path}: sampled at {rate} Hz but the audio encoder expects {expected} Hz")
+                raise DataError(
+                    f"{path}: sampled at {rate} Hz but the audio encoder expects {expected} Hz; "
+                    f"set the suite's world.sample_rate to {expected} and re-run `mmcl prepare`, or resample the file"
+                )
             features = self.feature_extractor(wave.mean(1), sampling_rate=rate, return_tensors="pt")
             return next(iter(features.values()))[0]  # input_features (log-mel) or input_values (waveform)
         raise ValueError(f"no encoder input for modality '{modality}'")
@@ -68,8 +83,13 @@ def read_frames(path: Path, count: int) -> list:
     """``count`` frames sampled uniformly from an animated image (GIF/WebP clip)."""
     from PIL import Image, ImageSequence
 
-    with Image.open(path) as clip:
-        frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(clip)]
+    from mmcl.data.records import MEDIA_FIX, DataError
+
+    try:
+        with Image.open(path) as clip:
+            frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(clip)]
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: not a readable video clip ({err}); {MEDIA_FIX}") from None
     picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
     return [frames[i] for i in picks]
 
@@ -90,6 +110,7 @@ def save_base(out_dir: Path, model: MultimodalLM, processor: MediaProcessor, man
             tmp / "projectors.safetensors",
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        seal(tmp)
 
 
 def load_base(base_dir: Path, dtype: torch.dtype | None = None) -> tuple[MultimodalLM, MediaProcessor]:
@@ -106,6 +127,7 @@ def load_base(base_dir: Path, dtype: torch.dtype | None = None) -> tuple[Multimo
         raise CheckpointError(
             f"{base_dir}: not a base model directory (no {MANIFEST}); build it with `mmcl train-base`"
         )
+    verify(base_dir)
     manifest = json.loads((base_dir / MANIFEST).read_text())
     kwargs = {"dtype": dtype} if dtype is not None else {}
     tokenizer = AutoTokenizer.from_pretrained(base_dir / "tokenizer")
@@ -162,20 +184,14 @@ def save_stage(out_dir: Path, model: torch.nn.Module, keys: set[str], method_sta
         tmp.mkdir()
         save_file(state, tmp / WEIGHTS)
         save_file({k: v.contiguous().cpu() for k, v in method_state.items()}, tmp / METHOD_STATE)
-        hashes = {name: sha256_file(tmp / name) for name in (WEIGHTS, METHOD_STATE)}
-        (tmp / META).write_text(json.dumps({**meta, "sha256": hashes}, indent=2) + "\n")
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        seal(tmp)
 
 
 def load_stage(ckpt_dir: Path, model: torch.nn.Module) -> tuple[set[str], dict]:
     """Load a stage checkpoint into ``model``; return its keys and the method's tensors."""
     ckpt_dir = Path(ckpt_dir)
-    recover = f"delete {ckpt_dir} and re-run the workflow to recompute it"
-    if not (ckpt_dir / META).exists():
-        raise CheckpointError(f"{ckpt_dir}: incomplete checkpoint (no {META}); {recover}")
-    meta = json.loads((ckpt_dir / META).read_text())
-    for name, expected in meta["sha256"].items():
-        if not (ckpt_dir / name).exists() or sha256_file(ckpt_dir / name) != expected:
-            raise CheckpointError(f"{ckpt_dir / name}: content does not match its recorded SHA-256; {recover}")
+    verify(ckpt_dir)
     state = load_file(ckpt_dir / WEIGHTS)
     model_keys = set(model.state_dict())
     unknown = sorted(set(state) - model_keys)
@@ -186,3 +202,12 @@ def load_stage(ckpt_dir: Path, model: torch.nn.Module) -> tuple[set[str], dict]:
         )
     model.load_state_dict(state, strict=False)
     return set(state), load_file(ckpt_dir / METHOD_STATE)
+
+
+def verify(directory: Path) -> None:
+    """Refuse a checkpoint whose files do not match their seal, and move it aside so it is recomputed."""
+    if found := problems(directory):
+        aside = quarantine(directory)
+        raise CheckpointError(
+            f"{directory}: {'; '.join(found)}. Moved to {aside.name}; re-run the workflow to recompute it"
+        )

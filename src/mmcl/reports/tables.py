@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mmcl.reports.runs import CAPTIONING, NAN, QA, Run, ordered_methods
-from mmcl.reports.tidy import Stat, seed_stat
+from mmcl.reports.tidy import BASELINE, Stat, seed_stat
 
 METRIC_LABELS = {"accuracy": "Acc", "cider": "CIDEr", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L"}
 FAMILY_METRIC = {QA: "accuracy", CAPTIONING: "cider"}  # what the *_acc / *_cider averages are taken over
@@ -47,6 +47,13 @@ def _bwt(family: str, metric: str) -> str:
     )
 
 
+REDUCTION = "Forgetting vs finetune (%)"
+REDUCTION_LEGEND = (
+    "100 × (F_finetune − F) / F_finetune with F the Forgetting column's mean: how much less the method forgets "
+    "than naive fine-tuning (negative: more)."
+)
+
+
 # (header, run-level metric, family whose mean reference score fills the reference row, definition).
 # The reference predictor is fixed, so its score "right after learning" is its final score, and
 # forgetting/BWT do not apply to it (family None).
@@ -55,6 +62,13 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
     ("Avg Acc", "last_acc", QA, "mean final accuracy over the order's QA tasks."),
     ("Forgetting Acc", "forgetting_acc", None, _forgetting("QA", "accuracy")),
     ("Forgetting CIDEr", "forgetting_cider", None, _forgetting("captioning", "CIDEr")),
+    (
+        "Forgetting",
+        "forgetting",
+        None,
+        "average forgetting over every task of the order except the last trained, each in its primary "
+        "metric (accuracy points, CIDEr ×100).",
+    ),
     ("BWT Acc", "bwt_acc", None, _bwt("QA", "accuracy")),
     ("BWT CIDEr", "bwt_cider", None, _bwt("captioning", "CIDEr")),
     (
@@ -127,12 +141,25 @@ def _method_row(method: str, runs: Sequence[Run]) -> TableRow:
     return TableRow(method, tuple(cells), tuple(run.seed for run in runs))
 
 
+def _with_reduction(rows: list[TableRow], forgetting: int) -> list[TableRow]:
+    """Each method row gains its forgetting reduction relative to the ``finetune`` row (NaN without one)."""
+    base = next((row.cells[forgetting].mean for row in rows if row.label == BASELINE), NAN)
+    extended = []
+    for row in rows:
+        ours = row.cells[forgetting].mean
+        value = 100 * (base - ours) / base if row.seeds and row.label != BASELINE and base > 0 else NAN
+        extended.append(TableRow(row.label, (*row.cells, Stat(value, NAN, len(row.seeds))), row.seeds))
+    return extended
+
+
 def _legend(run: Run, kept: list[str], joint_methods: list[str], with_reference: bool) -> list[tuple[str, str]]:
     """Definitions of the columns (and special rows) that the table actually shows."""
     legend = [("task (metric)", TASK_LEGEND)]
     if run.extra_tasks:
         legend.append((DAGGER, EXTRA_LEGEND))
     legend += [(header, text) for header, _, _, text in SUMMARY_COLUMNS if header in kept]
+    if REDUCTION in kept:
+        legend.append((REDUCTION, REDUCTION_LEGEND))
     legend.append(("mean ± std", f"over seeds (sample std, ddof=1); {UNDEFINED} = undefined."))
     if joint_methods:
         legend.append((", ".join(joint_methods), JOINT_LEGEND))
@@ -153,7 +180,8 @@ def build_table(runs: Sequence[Run], baseline: dict | None, method_order: Sequen
     if baseline is not None:
         rows.append(_reference_row(first, baseline))
     headers = [task_header(first, task) for task in first.report_tasks]
-    headers += [header for header, _, _, _ in SUMMARY_COLUMNS]
+    headers += [header for header, _, _, _ in SUMMARY_COLUMNS] + [REDUCTION]
+    rows = _with_reduction(rows, headers.index("Forgetting"))
     kept = [
         i
         for i, header in enumerate(headers)

@@ -24,6 +24,7 @@ RESULTS_COLUMNS = [
 ]
 SUMMARY_COLUMNS = ["suite", "order", "backbone", "method", "metric", "mean", "std", "n_seeds"]
 CURVE_COLUMNS = ["stage", "stage_task", "avg_acc_seen", "avg_cider_seen"]
+BASELINE = "finetune"  # forgetting reductions are relative to naive fine-tuning
 DECIMALS = 6  # summary rounding: hides float summation noise (55.099999999) without losing information
 
 
@@ -73,8 +74,22 @@ def summary_frame(runs: Sequence[Run]) -> pd.DataFrame:
         for metric in sorted({name for run in members for name in run.metrics}):
             stat = seed_stat([run.metrics.get(metric, NAN) for run in members])
             rows.append((*key, metric, round(stat.mean, DECIMALS), round(stat.std, DECIMALS), stat.n))
+        if (baseline := by_method.get((*key[:3], BASELINE))) and key[3] != BASELINE:
+            reduction = forgetting_reduction(members, baseline)
+            rows.append((*key, "forgetting_reduction_pct", round(reduction, DECIMALS), NAN, len(members)))
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     return frame.sort_values(SUMMARY_COLUMNS[:5], kind="stable", ignore_index=True)
+
+
+def forgetting_reduction(runs: Sequence[Run], baseline: Sequence[Run]) -> float:
+    """How much less a method forgets than ``finetune``, in percent: 100 * (F_ft - F) / F_ft.
+
+    F is the seed mean of the average forgetting over every task of the order (``forgetting``: each
+    task in its primary metric). NaN when fine-tuning does not forget (F_ft <= 0).
+    """
+    ours = seed_stat([run.metrics.get("forgetting", NAN) for run in runs]).mean
+    theirs = seed_stat([run.metrics.get("forgetting", NAN) for run in baseline]).mean
+    return 100 * (theirs - ours) / theirs if theirs > 0 else NAN
 
 
 def metrics_tree(summary: pd.DataFrame, method_order: Sequence[str] | None) -> dict:

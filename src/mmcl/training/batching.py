@@ -5,12 +5,17 @@ target and ``[eos]`` are supervised (unless ``supervise_prompt``: stage 0 is pla
 modelling). Each media placeholder is repeated as many times as its encoder yields tokens, so that
 ``MultimodalLM.embed`` can replace them one for one. Batches may mix modalities (joint training):
 media tensors are grouped per modality in sample order.
+
+Training draws are *positions* ``epoch * len(dataset) + index`` (see ``mmcl.training.sampling``), and
+everything random about a draw (which reference caption is the target) is seeded by its position, so
+a batch is a pure function of the step: a resumed run sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset
@@ -23,6 +28,12 @@ from mmcl.models.checkpoint import MediaProcessor
 IGNORE = -100
 
 
+class Item(NamedTuple):
+    sample: Sample
+    media: torch.Tensor | None
+    draw: int  # the position it was drawn at: seeds the random choices about it
+
+
 class InstructionDataset(Dataset):
     def __init__(self, samples: list[Sample], data_dir: Path, processor: MediaProcessor):
         self.samples = samples
@@ -32,14 +43,14 @@ class InstructionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Sample, torch.Tensor | None]:
-        sample = self.samples[index]
+    def __getitem__(self, position: int) -> Item:
+        sample = self.samples[position % len(self.samples)]
         if not sample.media:
-            return sample, None
+            return Item(sample, None, position)
         path = self.data_dir / sample.media[0]
         if not path.exists():
             raise FileNotFoundError(f"{path}: media file of sample {sample.id} is missing; re-run `mmcl prepare`")
-        return sample, self.processor.load(sample.modality, path)
+        return Item(sample, self.processor.load(sample.modality, path), position)
 
 
 class Collator:
@@ -55,7 +66,7 @@ class Collator:
         self.tokenizer = tokenizer
         self.num_media_tokens = num_media_tokens
         self.families = families
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.supervise_prompt = supervise_prompt
         self.max_length = max_length
         self.answer_id = tokenizer.convert_tokens_to_ids(ANSWER_TOKEN)
@@ -78,19 +89,20 @@ class Collator:
                 "shorten the instruction or raise the backbone's max_positions"
             )
 
-    def _media(self, items) -> dict[str, torch.Tensor]:
+    def _media(self, items: list[Item]) -> dict[str, torch.Tensor]:
         grouped: dict[str, list[torch.Tensor]] = {}
-        for sample, media in items:
+        for sample, media, _ in items:
             if media is not None:
                 grouped.setdefault(sample.modality, []).append(media)
         return {modality: torch.stack(tensors) for modality, tensors in grouped.items()}
 
-    def train_batch(self, items: list[tuple[Sample, torch.Tensor | None]]) -> dict:
+    def train_batch(self, items: list[Item]) -> dict:
         """Right-padded sequences with labels on the answer (or everything, for stage-0 LM training)."""
         sequences, labels = [], []
-        for sample, _ in items:
+        for sample, _, draw in items:
             prompt = self.prompt_ids(sample)
-            target = [*self._words(self.families[sample.task].target(sample, self.rng)), self.tokenizer.eos_token_id]
+            rng = random.Random(f"{self.seed}:{draw}")
+            target = [*self._words(self.families[sample.task].target(sample, rng)), self.tokenizer.eos_token_id]
             self._check_length(sample, len(prompt) + len(target))
             sequences.append(prompt + target)
             prompt_labels = prompt if self.supervise_prompt else [IGNORE] * len(prompt)
@@ -104,10 +116,10 @@ class Collator:
             "media": self._media(items),
         }
 
-    def generation_batch(self, items: list[tuple[Sample, torch.Tensor | None]]) -> dict:
+    def generation_batch(self, items: list[Item]) -> dict:
         """Left-padded prompts (generation appends to the right end)."""
-        prompts = [self.prompt_ids(sample) for sample, _ in items]
-        for (sample, _), prompt in zip(items, prompts, strict=True):
+        prompts = [self.prompt_ids(item.sample) for item in items]
+        for (sample, _, _), prompt in zip(items, prompts, strict=True):
             self._check_length(sample, len(prompt))
         width = max(map(len, prompts))
         pad = self.tokenizer.pad_token_id

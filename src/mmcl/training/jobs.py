@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from accelerate.utils import set_seed
@@ -10,7 +11,10 @@ from accelerate.utils import set_seed
 from mmcl.config import Params
 from mmcl.data import TASK_FAMILIES
 from mmcl.data.records import Sample, read_jsonl, split_path
+from mmcl.integrity import seal
+from mmcl.io import atomic_path
 from mmcl.methods import METHODS
+from mmcl.methods.base import StageContext
 from mmcl.models import BACKBONES
 from mmcl.models.checkpoint import load_base, load_stage, save_base, save_stage
 from mmcl.plan import stage_from_key, stage_seed
@@ -18,6 +22,7 @@ from mmcl.provenance import record
 from mmcl.training.batching import Collator, InstructionDataset
 from mmcl.training.loop import FitSettings, fit
 from mmcl.training.perception import pretrain_encoders
+from mmcl.training.resume import discard_state
 
 
 def task_families(params: Params, suite: str) -> dict:
@@ -63,10 +68,12 @@ def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_di
             grad_clip=stage0.grad_clip,
             log_every=params.train.log_every,
             precision=params.train.precision,
+            checkpoint_every=params.train.checkpoint_every,
         )
         log(f"stage 0: {len(samples)} text samples of '{suite_config.text_task}', {stage0.steps} steps")
         started = time.perf_counter()
-        result = fit(model, InstructionDataset(samples, data_dir, processor), collator, settings, log=log)
+        dataset = InstructionDataset(samples, data_dir, processor)
+        result = fit(model, dataset, collator, settings, log=log, resume_dir=resume_path(out_dir))
         stats |= {"losses": result["losses"], "seconds": round(time.perf_counter() - started, 2)}
     manifest = {
         "backbone": backbone,
@@ -79,45 +86,42 @@ def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_di
     }
     save_base(out_dir, model, processor, manifest)
     record(out_dir / "provenance.json", params, {"command": "train-base", "suite": suite, "backbone": backbone})
+    discard_state(resume_path(out_dir))
 
 
-def train_stage(
-    params: Params,
-    *,
-    suite: str,
-    backbone: str,
-    method: str,
-    seed: int,
-    stage_key: str,
-    data_dir: Path,
-    base_dir: Path,
-    prev_dir: Path | None,
-    out_dir: Path,
-    log=print,
-) -> None:
-    """Train one stage from the previous stage's checkpoint (or the base) and save its checkpoint."""
-    method_config = params.methods[method]
+@dataclass
+class StageJob:
+    """Where a stage's jobs (teach, train) run: what names it, and the model it starts from."""
+
+    suite: str
+    backbone: str
+    method: str
+    seed: int
+    stage_key: str
+    data_dir: Path
+    base_dir: Path
+    prev_dir: Path | None
+
+
+def open_stage(params: Params, job: StageJob, artifacts: dict[str, Path], log):
+    """The method, the model after the previous stage, the fit settings and the stage's context."""
+    method_config = params.methods[job.method]
     cl_method = METHODS.get(method_config.type)(method_config)
-    stage = stage_from_key(cl_method.schedule, stage_key)
-    if (prev_dir is None) != (stage.previous is None):
+    stage = stage_from_key(cl_method.schedule, job.stage_key)
+    if (job.prev_dir is None) != (stage.previous is None):
         expected = stage.previous or "the base model"
-        raise ValueError(f"stage '{stage_key}' of a {cl_method.schedule} method starts from {expected}")
+        raise ValueError(f"stage '{job.stage_key}' of a {cl_method.schedule} method starts from {expected}")
 
-    set_seed(stage_seed(seed, stage_key))
-    model, processor = load_base(base_dir)
+    set_seed(stage_seed(job.seed, job.stage_key))
+    model, processor = load_base(job.base_dir)
     cl_method.prepare_model(model)
     carried: set[str] = set()
-    if prev_dir is not None:
-        carried, method_state = load_stage(prev_dir, model)
+    if job.prev_dir is not None:
+        carried, method_state = load_stage(job.prev_dir, model)
         cl_method.load_state_dict(method_state)
-    cl_method.before_stage(model, stage)
-    trainable = set(cl_method.trainable_parameters(model))
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trainable)
-
     train = params.train
     settings = FitSettings(
-        steps=train.steps * len(stage.tasks),  # the same number of steps per task, whatever the schedule
+        steps=sum(train.task_steps.get(task, train.steps) for task in stage.tasks),  # whatever the schedule
         batch_size=train.batch_size,
         lr=method_config.lr or train.lr,
         weight_decay=train.weight_decay,
@@ -125,37 +129,72 @@ def train_stage(
         schedule=train.schedule,
         grad_clip=train.grad_clip,
         log_every=train.log_every,
-        seed=stage_seed(seed, stage_key),
+        seed=stage_seed(job.seed, job.stage_key),
         precision=train.precision,
         num_workers=train.num_workers,
-    )
-    samples = load_split(data_dir, stage.tasks, "train")
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(
-        f"stage {stage_key}: method {method}, tasks {', '.join(stage.tasks)} ({len(samples)} samples), "
-        f"{settings.steps} steps, {n_trainable:,} trainable parameters"
+        checkpoint_every=train.checkpoint_every,
     )
     collator = Collator(
         model.tokenizer,
         model.num_media_tokens,
-        task_families(params, suite),
+        task_families(params, job.suite),
         seed=settings.seed,
         max_length=model.llm.config.max_position_embeddings,
     )
+    dataset = InstructionDataset(load_split(job.data_dir, stage.tasks, "train"), job.data_dir, processor)
+    context = StageContext(stage, dataset, collator, params.suites[job.suite], artifacts, log)
+    return cl_method, model, carried, settings, context
+
+
+def teach_stage(params: Params, job: StageJob, out_dir: Path, log=print) -> None:
+    """Run the previous stage's model once to cache what the stage distils from (``CLMethod.teach``)."""
+    cl_method, model, _, _, context = open_stage(params, job, {}, log)
     started = time.perf_counter()
-    result = fit(model, InstructionDataset(samples, data_dir, processor), collator, settings, cl_method.loss, log)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        cl_method.teach(model, context, tmp)
+        seal(tmp)
+    log(f"teacher outputs of stage {job.stage_key} written to {out_dir} ({time.perf_counter() - started:.1f} s)")
+    job_record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()}
+    record(out_dir / "provenance.json", params, {"command": "teach", **job_record})
+
+
+def train_stage(params: Params, job: StageJob, out_dir: Path, artifacts: dict[str, Path] | None = None, log=print):
+    """Train one stage from the previous stage's checkpoint (or the base) and save its checkpoint."""
+    cl_method, model, carried, settings, context = open_stage(params, job, artifacts or {}, log)
+    stage = context.stage
+    if missing := sorted(set(cl_method.required_artifacts(stage)) - set(context.artifacts)):
+        raise ValueError(f"stage '{job.stage_key}' of method '{job.method}' needs its {', '.join(missing)} artifact")
+    cl_method.before_stage(model, context)
+    trainable = set(cl_method.trainable_parameters(model))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(
+        f"stage {job.stage_key}: method {job.method}, tasks {', '.join(stage.tasks)} ({len(context.dataset)} "
+        f"samples), {settings.steps} steps, {n_trainable:,} trainable parameters"
+    )
+    started = time.perf_counter()
+    resume_dir = resume_path(out_dir)
+    result = fit(model, context.dataset, context.collator, settings, cl_method.loss, log, resume_dir=resume_dir)
     model = result["model"]
-    cl_method.after_stage(model, stage)
+    cl_method.after_stage(model, context)
     if result["accelerator"].is_main_process:
         meta = {
-            "stage": stage_key,
+            "stage": job.stage_key,
             "previous": stage.previous,
             "tasks": list(stage.tasks),
-            "method": method,
-            "seed": seed,
+            "method": job.method,
+            "seed": job.seed,
             "steps": settings.steps,
             "losses": result["losses"],
             "seconds": round(time.perf_counter() - started, 2),
         }
         save_stage(out_dir, model, carried | trainable, cl_method.state_dict(), meta)
-        record(out_dir / "provenance.json", params, {"command": "train-stage", **meta, "backbone": backbone})
+        record(out_dir / "provenance.json", params, {"command": "train-stage", **meta, "backbone": job.backbone})
+        discard_state(resume_dir)
+
+
+def resume_path(out_dir: Path) -> Path:
+    """Where an interrupted stage keeps its state: beside the checkpoint, which Snakemake deletes on failure."""
+    return out_dir.with_name(out_dir.name + ".resume")

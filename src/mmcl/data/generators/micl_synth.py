@@ -103,6 +103,29 @@ def motion_captions(motion: Motion) -> list[str]:
 CAPTION_TEMPLATES = 4
 
 
+# Parsers: the first caption template back to the world state it describes. MoInCL's pseudo-target
+# generation derives question-answer pairs from ground-truth captions; on this world that is exact.
+
+
+def parse_scene_caption(caption: str) -> Scene:
+    objects = []
+    for part in caption.split(" and "):  # "a red circle at the top left"
+        _, color, shape, _, _, row, column = part.split()
+        objects.append(SceneObject(color, shape, ROWS.index(row), COLUMNS.index(column)))
+    return tuple(objects)
+
+
+def parse_sounds_caption(caption: str) -> Sounds:
+    many, pitches = caption.split(" : ")  # "two buzz sounds : low , high"
+    return Sounds(many.split()[1], tuple(pitches.split(" , ")))
+
+
+def parse_motion_caption(caption: str) -> Motion:
+    _, color, shape, _, direction, _, _, lane = caption.split()  # "a red circle moves left along the top"
+    lanes = ROWS if direction in ("left", "right") else COLUMNS
+    return Motion(color, shape, direction, lanes.index(lane))
+
+
 # Questions: the kind is drawn uniformly, then the asked-about value is uniform by construction.
 
 
@@ -179,12 +202,19 @@ class MediaKind:
     encode: Callable[[Any, WorldConfig, np.random.Generator], bytes]
     captions: Callable[[Any], list[str]]
     question: Callable[[Any, WorldConfig, np.random.Generator], tuple[str, str]]
+    parse: Callable[[str], Any]  # the first caption back to the state
 
 
 MEDIA = {
-    "image": MediaKind("png", "scene", sample_scene, encode_scene, scene_captions, scene_question),
-    "audio": MediaKind("wav", "audio", sample_sounds, encode_sounds, sounds_captions, sounds_question),
-    "video": MediaKind("gif", "clip", sample_motion, encode_motion, motion_captions, motion_question),
+    "image": MediaKind(
+        "png", "scene", sample_scene, encode_scene, scene_captions, scene_question, parse_scene_caption
+    ),
+    "audio": MediaKind(
+        "wav", "audio", sample_sounds, encode_sounds, sounds_captions, sounds_question, parse_sounds_caption
+    ),
+    "video": MediaKind(
+        "gif", "clip", sample_motion, encode_motion, motion_captions, motion_question, parse_motion_caption
+    ),
 }
 TEXT_SOURCES = ("image", "image", "audio", "video")  # scenes carry the most question kinds
 SUPPORTED = (*((family, m) for family in ("captioning", "qa") for m in MEDIA), ("qa", "text"))
@@ -215,6 +245,13 @@ class MiclSynth:
             )
         check_world(suite.world)
         self.suite = suite
+
+    def pseudo_qa(self, sample: Sample) -> tuple[str, str]:
+        """A question about a captioning sample, and its answer, derived from its first reference caption
+        (deterministic per sample), in the wording of the suite's QA tasks."""
+        state = MEDIA[sample.modality].parse(sample.answers[0])
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(sample.id.encode()).digest()[:8], "little"))
+        return MEDIA[sample.modality].question(state, self.suite.world, rng)
 
     def generate(self, out_dir: Path) -> dict:
         """Write every task of the suite into out_dir and return a summary dict."""

@@ -1,0 +1,177 @@
+"""MoInCL (Pian et al., TMLR 2026): continual learning when both the modality and the task type change.
+
+On top of sequential LoRA, training the adapter and the current modality's projector, from the
+second stage on it adds two terms, each switchable for ablation (``ptgm.enabled``, ``ikd.enabled``):
+
+- **PTGM**, pseudo-target generation: when the current task's type (captioning / QA) differs from
+  a type already learned in the same modality, the previous model's knowledge of the old type is
+  rehearsed on the *current* inputs. Current QA after captioning: the previous model captions the
+  current inputs (greedy). Current captioning after QA: question-answer pairs come from the
+  ground-truth captions (the suite generator's ``pseudo_qa``). ``per_batch`` pseudo samples per
+  step are trained with the task loss, plus ``weight`` x KL to the previous model's logits on them.
+- **IKD**, instruction-based distillation: ``per_step`` text-only instructions per step (the suite's
+  text task) on which the model is distilled toward the previous model (KL at ``temperature``).
+
+Everything from the previous model is computed once by the stage's ``teach`` job and cached
+(``mmcl.training.distill``); ``fusion_alpha`` optionally interpolates toward the previous weights
+after each stage, as the released code does (off by default: the paper does not describe it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mmcl.methods import METHODS
+from mmcl.methods.base import parameters_under
+from mmcl.methods.lora import LoRA, LoraConfig
+
+
+@dataclass
+class PTGMConfig:
+    enabled: bool = True
+    per_batch: int = 4  # k pseudo samples per step
+    weight: float = 0.5  # lambda_kl of the KL on pseudo samples
+    temperature: float = 5.0
+    max_new_tokens: int = 24  # pseudo captions by the previous model (greedy)
+
+
+@dataclass
+class IKDConfig:
+    enabled: bool = True
+    per_step: int = 4  # text instructions per step
+    weight: float = 1.0
+    temperature: float = 5.0
+
+
+@dataclass
+class MoInCLConfig(LoraConfig):
+    ptgm: PTGMConfig = field(default_factory=PTGMConfig)
+    ikd: IKDConfig = field(default_factory=IKDConfig)
+    pool: int = 512  # samples the previous model labels per cached set
+    top_k: int = 64  # teacher logits kept per position
+    fusion_alpha: float | None = None  # theta <- (1 - a) theta_prev + a theta after each stage
+
+
+@METHODS.register("moincl", MoInCLConfig)
+class MoInCL(LoRA):
+    config: MoInCLConfig
+
+    def required_artifacts(self, stage):
+        return ["teacher"] if stage.previous and (self.config.ptgm.enabled or self.config.ikd.enabled) else []
+
+    def stage_settings(self, stage):
+        settings = super().stage_settings(stage)
+        if stage.previous is None:  # nothing to distil from yet: only the LoRA settings shape it
+            settings = {k: v for k, v in settings.items() if k not in ("ptgm", "ikd", "fusion_alpha")}
+        return settings
+
+    def teacher_settings(self):
+        c = self.config
+        return {"pool": c.pool, "top_k": c.top_k, "ptgm": [c.ptgm.enabled, c.ptgm.max_new_tokens], "ikd": c.ikd.enabled}
+
+    def trainable_parameters(self, model):
+        adapter = [name for name in parameters_under(model, "llm.") if ".lora_" in name]
+        return adapter + parameters_under(model, f"projectors.{self.modality}.")
+
+    # --- the teach job: the previous model's pseudo targets and top-K logits ---
+
+    def teach(self, model, context, out_dir):
+        from mmcl.training.distill import teach
+
+        k = self.config.top_k
+        model.eval()
+        if self.config.ptgm.enabled and (pseudo := self.pseudo_samples(model, context)):
+            teach(model, pseudo, context.dataset, context.collator, k).save(out_dir, "pseudo")
+        if self.config.ikd.enabled:
+            teach(model, self.instructions(context), context.dataset, context.collator, k).save(out_dir, "ikd")
+
+    def pseudo_samples(self, model, context):
+        """Samples of the old task type on the current inputs, or [] when PTGM does not apply."""
+        from mmcl.data import GENERATORS
+        from mmcl.data.records import Sample, read_jsonl, split_path
+        from mmcl.evaluation import generate
+
+        old = old_task_type(context)
+        if old is None:
+            return []
+        current = context.dataset.samples[: self.config.pool]
+        family = context.suite.tasks[old].family
+        if family == "captioning":  # the previous model describes the current inputs
+            data_dir = context.dataset.data_dir
+            instruction = read_jsonl(split_path(data_dir, old, "train"))[0].instruction
+            prompts = [Sample(f"{s.id}-pseudo", old, s.modality, instruction, [], list(s.media)) for s in current]
+            captions = generate(
+                model, context.dataset.processor, context.collator, prompts, data_dir, 32,
+                self.config.ptgm.max_new_tokens, next(model.parameters()).device,
+            )  # fmt: skip
+            return [Sample(p.id, old, p.modality, instruction, [captions[p.id]], p.media) for p in prompts]
+        generator = GENERATORS.get(context.suite.generator)(context.suite)
+        pairs = [generator.pseudo_qa(s) for s in current]
+        return [
+            Sample(f"{s.id}-pseudo", old, s.modality, question, [answer], list(s.media))
+            for s, (question, answer) in zip(current, pairs, strict=True)
+        ]
+
+    def instructions(self, context):
+        from mmcl.data.records import read_jsonl, split_path
+        from mmcl.training.distill import fixed_target
+
+        if not context.suite.text_task:
+            raise ValueError("moincl: IKD distils on the suite's text task; set `text_task` or `ikd.enabled: false`")
+        samples = read_jsonl(split_path(context.dataset.data_dir, context.suite.text_task, "train"))
+        return [fixed_target(s, s.answers[0]) for s in samples[: self.config.pool]]
+
+    # --- training ---
+
+    def before_stage(self, model, context):
+        from mmcl.training.distill import Distiller, DistillSet
+
+        self.modality = context.dataset.samples[0].modality
+        self.distillers = {}
+        teacher = context.artifacts.get("teacher")
+        for name in ("pseudo", "ikd") if teacher else ():
+            if (teacher / f"{name}.jsonl").exists():
+                cached = DistillSet.load(teacher, name, context.dataset.data_dir)
+                seed = f"{context.collator.seed}/{name}"
+                self.distillers[name] = Distiller(cached, context.dataset, context.collator, seed)
+        if self.config.fusion_alpha is not None:
+            from mmcl.methods.weight_fusion import snapshot
+
+            self.previous = snapshot(model, self.fused(model))
+
+    def loss(self, model, batch, outputs, step):
+        loss = outputs.loss
+        if pseudo := self.distillers.get("pseudo"):
+            c = self.config.ptgm
+            picks = pseudo.picks(step, c.per_batch)
+            extra = pseudo.batch(picks, outputs.logits.device)
+            out = model(extra["input_ids"], extra["attention_mask"], media=extra["media"], labels=extra["labels"])
+            real = batch["input_ids"].shape[0]
+            loss = (real * loss + len(picks) * out.loss) / (real + len(picks))  # CE over the augmented batch
+            loss = loss + c.weight * pseudo.kl(out, extra, picks, c.temperature)
+        if ikd := self.distillers.get("ikd"):
+            c = self.config.ikd
+            picks = ikd.picks(step, c.per_step)
+            extra = ikd.batch(picks, outputs.logits.device)
+            out = model(extra["input_ids"], extra["attention_mask"], media=extra["media"])
+            loss = loss + c.weight * ikd.kl(out, extra, picks, c.temperature)
+        return loss
+
+    def after_stage(self, model, context):
+        if self.config.fusion_alpha is not None:
+            from mmcl.methods.weight_fusion import fuse
+
+            fuse(model, self.previous, self.config.fusion_alpha)
+
+    def fused(self, model):
+        return [name for name in parameters_under(model, "llm.") if ".lora_" in name]
+
+
+def old_task_type(context) -> str | None:
+    """An earlier task of the current modality with the other task type (PTGM's case), if any."""
+    tasks = context.suite.tasks
+    current = tasks[context.stage.tasks[-1]]
+    for name in reversed(context.stage.seen[:-1]):
+        if tasks[name].modality == current.modality and tasks[name].family != current.family:
+            return name
+    return None

@@ -1,0 +1,22 @@
+rule teach:
+    input:
+        unpack(teacher_inputs),
+    output:
+        directory("results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/teacher"),
+    log:
+        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.teach.log",
+    benchmark:
+        "logs/benchmarks/teach/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=teacher_fingerprint,
+    threads: cpus("evaluate")
+    resources:
+        **cluster_resources("evaluate"),
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} mmcl teach --params {params.params_file} --suite {wildcards.suite} "
+        "--backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
+        "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} --prev {input.prev} "
+        "--out {output} > {log} 2>&1"
