@@ -183,7 +183,22 @@ def test_summary_mean_and_std_over_seeds(built):
     assert (summary[("joint", "last_acc")]["mean"], summary[("joint", "last_acc")]["std"]) == ("87.5", "")
     assert summary[("joint", "forgetting_acc")]["mean"] == ""
     assert summary[("joint", "forgetting_acc")]["n_seeds"] == "0"
-    assert len(summary) == 3 * 12
+    # 12 run-level metrics per method, and the forgetting reduction of each method but finetune
+    assert len(summary) == 3 * 12 + 2 and ("finetune", "forgetting_reduction_pct") not in summary
+
+
+def test_forgetting_reduction_relative_to_finetune():
+    from types import SimpleNamespace
+
+    from mmcl.reports.tidy import forgetting_reduction
+
+    def runs(*values):
+        return [SimpleNamespace(metrics={"forgetting": v}) for v in values]
+
+    # finetune forgets 40 on average over seeds, the method 10: 75% less
+    assert forgetting_reduction(runs(8.0, 12.0), runs(30.0, 50.0)) == pytest.approx(75.0)
+    assert forgetting_reduction(runs(60.0), runs(40.0)) == pytest.approx(-50.0)  # forgets more
+    assert math.isnan(forgetting_reduction(runs(5.0), runs(0.0)))  # nothing to reduce
 
 
 def test_markdown_table(built):

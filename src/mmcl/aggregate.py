@@ -66,6 +66,8 @@ def aggregate_run(
     # Over every task of the order, each in its primary metric (accuracy %, CIDEr x100: both points).
     primary = _nan([[scores[t]["metrics"].get(scores[t]["primary"]) for t in tasks] for scores in rows])
     summary["forgetting"] = forgetting(primary)
+    if schedule == "none":  # never trained, so nothing learned to forget
+        summary = {k: math.nan if k.startswith(("forgetting", "bwt")) else v for k, v in summary.items()}
     return {
         "suite": suite,
         "order": order,
