@@ -3,10 +3,12 @@ checkpoints round-trip and refuse corrupt files, and real backbones load by path
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from mmcl.data.records import read_jsonl, split_path
+from mmcl.data.records import perception_path, read_jsonl, split_path
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import CheckpointError, load_base, load_stage, save_stage
 from mmcl.training.batching import Collator, InstructionDataset
@@ -185,3 +187,33 @@ def test_hf_backbone_loads_local_pretrained_parts(tiny_suite, tmp_path):
     for task in ("image_qa", "audio_cap", "video_qa"):
         loss = reloaded(**batch_of(reloaded, processor, params, data, task)).loss
         assert torch.isfinite(loss)
+
+
+def test_perception_pretraining_teaches_the_encoder_its_tags_and_freezes_it(tiny_suite, tiny_base):
+    from mmcl.training.perception import PerceptionSettings, pretrain_encoders
+
+    _, data = tiny_suite
+    model, processor = load_base(tiny_base)
+    encoder_before = {k: v.clone() for k, v in model.encoders["image"].state_dict().items()}
+    projectors_before = {k: v.clone() for k, v in model.projectors.state_dict().items()}
+    torch.manual_seed(0)  # the throw-away tag head's initialisation
+    stats = pretrain_encoders(
+        model,
+        processor,
+        data,
+        {"image": PerceptionSettings(steps=400, batch_size=8, lr=2e-3)},
+        seed=0,
+        log=lambda _: None,
+    )
+    # A predictor that ignores the image can do no better than each tag's base rate: its binary entropy.
+    samples = read_jsonl(perception_path(data, "image"))
+    tags = sorted({tag for s in samples for tag in s.answers})
+    rates = [sum(tag in s.answers for s in samples) / len(samples) for tag in tags]
+    blind = sum(-r * math.log(r) - (1 - r) * math.log(1 - r) for r in rates if 0 < r < 1) / len(tags)
+    assert stats["image"]["final_loss"] < 0.75 * blind, "the encoder must learn the tags of its perception set"
+    encoder = model.encoders["image"]
+    assert any(not torch.equal(v, encoder_before[k]) for k, v in encoder.state_dict().items())
+    assert not any(p.requires_grad for p in encoder.parameters()) and not encoder.training, "frozen again"
+    assert all(torch.equal(v, projectors_before[k]) for k, v in model.projectors.state_dict().items()), (
+        "projectors stay untrained: each continual stage aligns its modality itself"
+    )
