@@ -79,10 +79,9 @@ def test_pseudo_targets_only_where_the_modality_saw_the_other_task_type(tiny_sui
 @pytest.fixture(scope="module")
 def teacher_and_student(tiny_suite, tiny_base):
     """The base model as a teacher, and a student whose LLM weights were nudged away from it."""
-    from mmcl.data import TASK_FAMILIES
     from mmcl.models.checkpoint import load_base
     from mmcl.training.batching import Collator, InstructionDataset
-    from mmcl.training.jobs import load_split
+    from mmcl.training.jobs import load_split, task_families
 
     params, data = tiny_suite
     teacher, processor = load_base(tiny_base)
@@ -91,8 +90,7 @@ def teacher_and_student(tiny_suite, tiny_base):
     with torch.no_grad():
         for p in student.llm.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    families = {name: TASK_FAMILIES.get(t.family)() for name, t in params.suites["micl-synth"].tasks.items()}
-    collator = Collator(teacher.tokenizer, teacher.num_media_tokens, families, seed=1)
+    collator = Collator(teacher.tokenizer, teacher.num_media_tokens, task_families(params, "micl-synth"), seed=1)
     samples = [fixed_target(s, s.answers[0]) for s in load_split(data, ["image_cap"], "train")[:6]]
     return teacher.eval(), student.eval(), collator, InstructionDataset(samples, data, processor)
 
@@ -145,3 +143,32 @@ def test_changing_a_loss_weight_reuses_teachers_of_unchanged_prefixes(tmp_path, 
     assert f"{stages}/image_cap/checkpoint" not in jobs, "the first stage does not use the weight"
     assert f"{stages}/image_cap+image_qa/teacher" not in jobs, "its teacher (the first stage) is unchanged"
     assert not [job for job in jobs if "/lora/" in job], "other methods are untouched"
+
+
+def test_ikd_distils_on_a_natural_instructions_file(teacher_and_student, tmp_path):
+    """Real runs give IKD a Natural-Instructions task file; its instances become the cached text pool."""
+    import json
+
+    from mmcl.data.records import DataError
+    from mmcl.methods.base import StageContext
+    from mmcl.methods.moincl import IKDConfig, MoInCL, MoInCLConfig, PTGMConfig
+
+    teacher, _, collator, dataset = teacher_and_student
+    task = {
+        "Definition": ["Name the colour of the shape."],
+        "Instances": [{"input": f"the {c} circle", "output": [c]} for c in ("red", "blue", "green")],
+    }
+    (tmp_path / "task001_colours.json").write_text(json.dumps(task))
+    ikd = IKDConfig(instructions=str(tmp_path))
+    method = MoInCL(MoInCLConfig(type="moincl", ptgm=PTGMConfig(enabled=False), ikd=ikd))
+    assert str(tmp_path) in str(method.teacher_settings()), "another instruction file re-runs the teachers"
+    context = StageContext(stage=None, dataset=dataset, collator=collator, suite=None)
+    method.teach(teacher, context, tmp_path / "out")
+    cached = DistillSet.load(tmp_path / "out", "ikd", dataset.data_dir)
+    assert [s.instruction for s in cached.samples] == [f"Name the colour of the shape. the {c} circle" for c in
+                                                        ("red", "blue", "green")]  # fmt: skip
+    assert [s.answers for s in cached.samples] == [["red"], ["blue"], ["green"]]
+
+    (tmp_path / "task002_broken.json").write_text(json.dumps({"Definition": ["x"]}))
+    with pytest.raises(DataError, match=r"task002_broken\.json: not a Natural-Instructions task"):
+        method.teach(teacher, context, tmp_path / "out2")

@@ -294,9 +294,7 @@ def _check_grid(params: Params, grid: GridConfig, where: str, path: str) -> None
         _check_once(grid.seeds, i, f"{where}.seeds", path)
 
 
-def load_params(
-    path: str | Path = "params.yaml", overrides: dict | None = None, preset: str | None = None
-) -> Params:
+def load_params(path: str | Path = "params.yaml", overrides: dict | None = None, preset: str | None = None) -> Params:
     """Read and validate ``params.yaml``; raise ConfigError with file, dotted key and suggestion.
 
     With ``preset``, the grid of ``presets.<preset>`` replaces ``grid`` (a paper table's grid).

@@ -10,7 +10,8 @@ second stage on it adds two terms, each switchable for ablation (``ptgm.enabled`
   ground-truth captions (the suite generator's ``pseudo_qa``). ``per_batch`` pseudo samples per
   step are trained with the task loss, plus ``weight`` x KL to the previous model's logits on them.
 - **IKD**, instruction-based distillation: ``per_step`` text-only instructions per step (the suite's
-  text task) on which the model is distilled toward the previous model (KL at ``temperature``).
+  text task, or a Natural-Instructions file: ``ikd.instructions``) on which the model is distilled
+  toward the previous model (KL at ``temperature``).
 
 Everything from the previous model is computed once by the stage's ``teach`` job and cached
 (``mmcl.training.distill``); ``fusion_alpha`` optionally interpolates toward the previous weights
@@ -20,6 +21,7 @@ after each stage, as the released code does (off by default: the paper does not 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mmcl.methods import METHODS
 from mmcl.methods.base import parameters_under
@@ -41,6 +43,8 @@ class IKDConfig:
     per_step: int = 4  # text instructions per step
     weight: float = 1.0
     temperature: float = 5.0
+    # A Natural-Instructions task file or directory of them (real runs); None: the suite's text task.
+    instructions: str | None = None
 
 
 @dataclass
@@ -67,7 +71,8 @@ class MoInCL(LoRA):
 
     def teacher_settings(self):
         c = self.config
-        return {"pool": c.pool, "top_k": c.top_k, "ptgm": [c.ptgm.enabled, c.ptgm.max_new_tokens], "ikd": c.ikd.enabled}
+        ptgm, ikd = [c.ptgm.enabled, c.ptgm.max_new_tokens], [c.ikd.enabled, c.ikd.instructions]
+        return {"pool": c.pool, "top_k": c.top_k, "ptgm": ptgm, "ikd": ikd}
 
     def trainable_parameters(self, model):
         adapter = [name for name in parameters_under(model, "llm.") if ".lora_" in name]
@@ -113,11 +118,17 @@ class MoInCL(LoRA):
         ]
 
     def instructions(self, context):
+        from mmcl.data.instructions import read_natural_instructions
         from mmcl.data.records import read_jsonl, split_path
         from mmcl.training.distill import fixed_target
 
+        if self.config.ikd.instructions:
+            return read_natural_instructions(Path(self.config.ikd.instructions), self.config.pool)
         if not context.suite.text_task:
-            raise ValueError("moincl: IKD distils on the suite's text task; set `text_task` or `ikd.enabled: false`")
+            raise ValueError(
+                "moincl: IKD distils on the suite's text task or on `ikd.instructions` (a Natural-Instructions "
+                "task file); set one of them, or `ikd.enabled: false`"
+            )
         samples = read_jsonl(split_path(context.dataset.data_dir, context.suite.text_task, "train"))
         return [fixed_target(s, s.answers[0]) for s in samples[: self.config.pool]]
 

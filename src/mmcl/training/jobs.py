@@ -10,6 +10,8 @@ from accelerate.utils import set_seed
 
 from mmcl.config import Params
 from mmcl.data import TASK_FAMILIES
+from mmcl.data.families import TaskFamily
+from mmcl.data.instructions import INSTRUCTIONS_TASK
 from mmcl.data.records import Sample, read_jsonl, split_path
 from mmcl.integrity import seal
 from mmcl.io import atomic_path
@@ -26,7 +28,9 @@ from mmcl.training.resume import discard_state
 
 
 def task_families(params: Params, suite: str) -> dict:
-    return {name: TASK_FAMILIES.get(task.family)() for name, task in params.suites[suite].tasks.items()}
+    families = {name: TASK_FAMILIES.get(task.family)() for name, task in params.suites[suite].tasks.items()}
+    families[INSTRUCTIONS_TASK] = TaskFamily()  # instruction pools (IKD) are trained on their one answer
+    return families
 
 
 def load_split(data_dir: Path, tasks, split: str) -> list[Sample]:

@@ -206,9 +206,7 @@ class MediaKind:
 
 
 MEDIA = {
-    "image": MediaKind(
-        "png", "scene", sample_scene, encode_scene, scene_captions, scene_question, parse_scene_caption
-    ),
+    "image": MediaKind("png", "scene", sample_scene, encode_scene, scene_captions, scene_question, parse_scene_caption),
     "audio": MediaKind(
         "wav", "audio", sample_sounds, encode_sounds, sounds_captions, sounds_question, parse_sounds_caption
     ),
