@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/teach.smk"
+include: "workflow/rules/replay.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -93,7 +93,12 @@ def _stage_job(args):
 def cmd_train_stage(args) -> None:
     from mmcl.training.jobs import train_stage
 
-    artifacts = {"teacher": Path(args.teacher)} if args.teacher else {}
+    artifacts = {}
+    for item in args.artifact:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            raise ConfigError(f"train-stage: --artifact {item!r}: expected NAME=DIR, e.g. replay=results/.../replay")
+        artifacts[name] = Path(path)
     train_stage(_params(args), _stage_job(args), Path(args.out), artifacts)
 
 
@@ -101,6 +106,12 @@ def cmd_teach(args) -> None:
     from mmcl.training.jobs import teach_stage
 
     teach_stage(_params(args), _stage_job(args), Path(args.out))
+
+
+def cmd_replay(args) -> None:
+    from mmcl.data.replay import build_replay
+
+    build_replay(_params(args), args.method, args.seed, args.stage, Path(args.data), Path(args.out))
 
 
 def cmd_evaluate(args) -> None:
@@ -181,18 +192,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the suite's data directory")
     p.add_argument("--out", required=True, help="base model directory to write")
 
-    def stage_command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+    def stage_command(name: str, func, help_text: str, flags: tuple[str, ...]) -> argparse.ArgumentParser:
+        """A command about one stage of a run: ``flags`` (required) plus --seed and --stage."""
         p = command(name, func, help_text)
-        for flag in ("--suite", "--backbone", "--method", "--data", "--base", "--out"):
+        for flag in flags:
             p.add_argument(flag, required=True)
         p.add_argument("--seed", required=True, type=int)
         p.add_argument("--stage", required=True, help="stage key: the tasks trained so far joined by '+'")
+        return p
+
+    def model_stage_command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        """A stage command that loads the stage's starting model."""
+        p = stage_command(name, func, help_text, ("--suite", "--backbone", "--method", "--data", "--base", "--out"))
         p.add_argument("--prev", help="previous stage's checkpoint (omit for the first stage)")
         return p
 
-    p = stage_command("train-stage", cmd_train_stage, "Train one continual-learning stage from the previous one.")
-    p.add_argument("--teacher", help="the stage's cached teacher outputs (`mmcl teach`), for methods that distil")
-    stage_command("teach", cmd_teach, "Cache the previous model's outputs (pseudo-targets, top-K logits) for a stage.")
+    p = model_stage_command("train-stage", cmd_train_stage, "Train one continual-learning stage from the previous one.")
+    p.add_argument(
+        "--artifact",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a cached artifact the method reads (repeatable): teacher (`mmcl teach`), replay (`mmcl replay`)",
+    )
+    teach_help = "Cache the previous model's outputs (pseudo-targets, top-K logits) for a stage."
+    model_stage_command("teach", cmd_teach, teach_help)
+
+    replay_help = "Choose a stage's rehearsal buffer: sample ids of the earlier tasks (no model)."
+    stage_command("replay", cmd_replay, replay_help, ("--method", "--data", "--out"))
 
     p = command("evaluate", cmd_evaluate, "Evaluate a checkpoint (or the base model) on every task of the suite.")
     p.add_argument("--suite", required=True)

@@ -169,6 +169,9 @@ class MethodConfig:
 
     type: str = MISSING  # registered method implementation (defaults to the entry's name)
     lr: float | None = None  # overrides train.lr for this method
+    # Rehearsal, for any method: this fraction of each earlier task's training split is mixed into
+    # every stage after the first (mmcl.data.replay). 0: none.
+    replay_fraction: float = 0.0
 
 
 @dataclass
@@ -205,6 +208,8 @@ def _structured(schema: type, data: Any, where: str, path: str):
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), data)
         return OmegaConf.to_object(merged)
+    except ConfigError as err:  # a config dataclass's own check (__post_init__): say where it failed
+        raise ConfigError(f"{path}: {where}: {err}") from None
     except OmegaConfBaseException as err:
         inner = str(err.full_key or "")
         key = ".".join(p for p in (where, inner) if p)
@@ -359,6 +364,8 @@ RANGES = {
     **dict.fromkeys(("train", "test"), POSITIVE),  # suites.*.sizes
     **dict.fromkeys(("pretrain", "weight_decay", "grad_clip", "checkpoint_every", "num_workers"), NON_NEGATIVE),
     "warmup_ratio": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "replay_fraction": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "soft_alpha": ("in [0, 1)", lambda v: 0 <= v < 1),
 }
 
 

@@ -68,9 +68,9 @@ def stage_dir(w, key):
     return f"results/{w.suite}/{w.backbone}/{w.method}/seed{w.seed}/stages/{key}"
 
 
-def stage_inputs(wildcards):
-    """A stage starts from the base model and, unless it is the first, the previous stage's checkpoint;
-    a method that distils also reads the stage's cached teacher outputs."""
+def model_inputs(wildcards):
+    """A stage's model starts from the base model and, unless it is the first stage, the previous
+    stage's checkpoint (which is also the model a `teach` job runs)."""
     stage = stage_of(wildcards)
     inputs = {
         "data": f"data/{wildcards.suite}/manifest.json",
@@ -78,20 +78,22 @@ def stage_inputs(wildcards):
     }
     if stage.previous:
         inputs["prev"] = f"{stage_dir(wildcards, stage.previous)}/checkpoint"
-    if "teacher" in method_of(wildcards.method).required_artifacts(stage):
-        inputs["teacher"] = f"{stage_dir(wildcards, stage.key)}/teacher"
     return inputs
 
 
-def teacher_inputs(wildcards):
-    """The teacher of a stage is the previous stage's model."""
-    inputs = stage_inputs(wildcards)
-    del inputs["teacher"]
-    return inputs
+def stage_artifacts(wildcards):
+    """The cached artifacts a stage's method reads, each made by the rule of that name (teach, replay)."""
+    return method_of(wildcards.method).required_artifacts(stage_of(wildcards))
 
 
-def teacher_flag(wildcards, input):
-    return f"--teacher {input.teacher}" if "teacher" in input.keys() else ""
+def stage_inputs(wildcards):
+    """A training stage reads its model inputs and its artifacts (`<stage dir>/<name>`)."""
+    artifacts = {name: f"{stage_dir(wildcards, wildcards.stage)}/{name}" for name in stage_artifacts(wildcards)}
+    return model_inputs(wildcards) | artifacts
+
+
+def artifact_flags(wildcards, input):
+    return " ".join(f"--artifact {name}={input[name]}" for name in stage_artifacts(wildcards))
 
 
 def stage_fingerprint(wildcards):
@@ -102,6 +104,10 @@ def stage_fingerprint(wildcards):
 
 def teacher_fingerprint(wildcards):
     return digest(method_of(wildcards.method).teacher_settings())
+
+
+def replay_fingerprint(wildcards):
+    return digest(PARAMS.methods[wildcards.method].replay_fraction)
 
 
 def previous_flag(wildcards, input):

@@ -1,6 +1,6 @@
 rule teach:
     input:
-        unpack(teacher_inputs),
+        unpack(model_inputs),
     output:
         directory("results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/teacher"),
     log:

@@ -33,7 +33,7 @@ rule train_stage:
     params:
         params_file=PARAMS_FILE,
         prev=previous_flag,
-        teacher=teacher_flag,
+        artifacts=artifact_flags,
         config=stage_fingerprint,
     threads: cpus("train_stage")
     # The launcher is a resource, not a param: params are rerun triggers, and a new GPU count must not
@@ -47,5 +47,5 @@ rule train_stage:
     shell:
         "OMP_NUM_THREADS={threads} exec {resources.launcher} train-stage --params {params.params_file} "
         "--suite {wildcards.suite} --backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
-        "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} {params.prev} {params.teacher} "
+        "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} {params.prev} {params.artifacts} "
         "--out {output} > {log} 2>&1"

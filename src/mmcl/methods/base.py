@@ -11,13 +11,16 @@ The training job calls them in this order for every stage::
     method.after_stage(model, context)   # e.g. compute a Fisher matrix, fuse weights
     <checkpoint saved with method.state_dict()>
 
-Evaluation calls only ``prepare_model`` before loading a checkpoint. A method that distils from
-the previous model asks for a cached ``teacher`` artifact (``required_artifacts``): the workflow
-runs ``method.teach(previous_model, context, out_dir)`` in its own job first, so the training job
-never holds two models. The workflow learns how a run is shaped (``schedule``), what a stage reads
-and which settings matter to a stage (``stage_settings``, ``teacher_settings``: a stage re-runs
-only when those change) without importing torch: method modules import heavy libraries inside their
-hooks, because the Snakefile imports every method module to validate ``params.yaml``.
+Evaluation calls only ``prepare_model`` before loading a checkpoint. A stage reads cached artifacts,
+each made by its own job before training (``required_artifacts``): a method that distils from the
+previous model asks for a ``teacher`` (the workflow runs ``method.teach(previous_model, context,
+out_dir)``, so the training job never holds two models), and any method with ``replay_fraction`` > 0
+gets a ``replay`` buffer from the second stage on (``mmcl replay``; the training job mixes it into
+the stage's data, see ``mmcl.data.replay``). The workflow learns how a run is shaped
+(``schedule``), what a stage reads and which settings matter to a stage (``stage_settings``,
+``teacher_settings``: a stage re-runs only when those change) without importing torch: method
+modules import heavy libraries inside their hooks, because the Snakefile imports every method
+module to validate ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -56,12 +59,18 @@ class CLMethod:
         self.config = config
 
     def required_artifacts(self, stage: Stage) -> list[str]:
-        """Names of cached artifacts this stage reads (``teacher``: made by ``teach`` before training)."""
-        return []
+        """Names of cached artifacts this stage reads (``replay``: the rehearsal buffer; ``teacher``: made
+        by ``teach``). A method that adds its own extends this list."""
+        return ["replay"] if self.config.replay_fraction and stage.previous else []
 
     def stage_settings(self, stage: Stage) -> dict:
         """The settings that shape this stage's training (all of them, unless a method knows better)."""
-        return to_plain(self.config)
+        settings = to_plain(self.config)
+        if "replay" not in self.required_artifacts(stage):
+            # The fraction shapes a stage only through its buffer: changing it re-runs no first stage,
+            # and stages of methods without rehearsal keep the fingerprint they had before it existed.
+            del settings["replay_fraction"]
+        return settings
 
     def teacher_settings(self) -> dict:
         """The settings that shape the cached teacher outputs."""

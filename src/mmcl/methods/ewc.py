@@ -1,8 +1,9 @@
 """Elastic Weight Consolidation (Kirkpatrick et al. 2017; online EWC: Schwarz et al. 2018).
 
-EWC trains what its ``base`` method trains: ``lora`` (the adapter and the projectors, as in MoInCL's
-baselines) or ``finetune`` (the whole LLM and the projectors). It adds a penalty that keeps each
-trainable parameter near its value after earlier stages, weighted by its diagonal empirical Fisher::
+EWC trains what its ``base`` method trains (``mmcl.methods.on_base``): ``lora`` (the adapter and the
+projectors, as in MoInCL's baselines) or ``finetune`` (the whole LLM and the projectors). It adds a
+penalty that keeps each trainable parameter near its value after earlier stages, weighted by its
+diagonal empirical Fisher::
 
     loss = CE + (λ/2) Σ_i F_i (θ_i − θ*_i)²
 
@@ -23,19 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmcl.methods import METHODS
-from mmcl.methods.base import CLMethod
-from mmcl.methods.finetune import Finetune, FinetuneConfig
-from mmcl.methods.lora import LoRA, LoraConfig
-from mmcl.registry import ConfigError, closest
-
-BASES = {"lora": LoRA, "finetune": Finetune}
+from mmcl.methods.on_base import OnBase, OnBaseConfig
+from mmcl.registry import ConfigError
 
 
 @dataclass
-class EWCConfig(LoraConfig, FinetuneConfig):
-    """Only the chosen base's settings apply: LoRA's r, alpha, ... or finetune's train_llm."""
-
-    base: str = "lora"  # lora | finetune: what is trained
+class EWCConfig(OnBaseConfig):
     # Penalty weight λ (`lambda` is a Python keyword). On micl-synth's tiny backbone, 5000 makes the
     # penalty for the drift of plain LoRA over one stage about 0.7, the size of the task loss.
     ewc_lambda: float = 5000.0
@@ -45,36 +39,24 @@ class EWCConfig(LoraConfig, FinetuneConfig):
     fisher_batch_size: int = 8  # 1: the per-sample empirical Fisher; larger is faster and smaller in scale
 
     def __post_init__(self):
-        # A config dataclass has no other place to check a choice before any job runs.
-        if self.base not in BASES:
-            raise ConfigError(
-                f"methods of type '{self.type}': base '{self.base}' is not a method EWC builds on"
-                f"{closest(self.base, BASES)}; choose one of: {', '.join(BASES)}"
-            )
+        super().__post_init__()
         if self.fisher_samples < 1 or self.fisher_batch_size < 1:
-            raise ConfigError(f"methods of type '{self.type}': fisher_samples and fisher_batch_size must be > 0")
+            raise ConfigError("fisher_samples and fisher_batch_size must be > 0")
 
 
 @METHODS.register("ewc", EWCConfig)
-class EWC(CLMethod):
+class EWC(OnBase):
     config: EWCConfig
     PENALTY_SETTINGS = ("ewc_lambda", "online", "gamma")  # used from the second stage on
 
     def __init__(self, config: EWCConfig):
         super().__init__(config)
-        self.base = BASES[config.base](config)
         self.fisher: dict = {}  # parameter name -> consolidated Fisher F
         self.anchor: dict = {}  # parameter name -> anchor θ*
 
     def stage_settings(self, stage):
         settings = super().stage_settings(stage)
         return settings if stage.previous else {k: v for k, v in settings.items() if k not in self.PENALTY_SETTINGS}
-
-    def prepare_model(self, model):
-        self.base.prepare_model(model)
-
-    def trainable_parameters(self, model):
-        return self.base.trainable_parameters(model)
 
     def loss(self, model, batch, outputs, step):
         return outputs.loss + self.penalty(model) if self.fisher else outputs.loss

@@ -28,7 +28,7 @@ class LwF(LoRA):
     LOSS_SETTINGS = ("weight", "temperature", "per_step")  # used from the second stage on
 
     def required_artifacts(self, stage):
-        return ["teacher"] if stage.previous else []
+        return super().required_artifacts(stage) + (["teacher"] if stage.previous else [])
 
     def stage_settings(self, stage):
         settings = super().stage_settings(stage)

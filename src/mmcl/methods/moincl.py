@@ -61,7 +61,8 @@ class MoInCL(LoRA):
     config: MoInCLConfig
 
     def required_artifacts(self, stage):
-        return ["teacher"] if stage.previous and (self.config.ptgm.enabled or self.config.ikd.enabled) else []
+        distils = stage.previous and (self.config.ptgm.enabled or self.config.ikd.enabled)
+        return super().required_artifacts(stage) + (["teacher"] if distils else [])
 
     def stage_settings(self, stage):
         settings = super().stage_settings(stage)

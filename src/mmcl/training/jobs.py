@@ -13,13 +13,14 @@ from mmcl.data import TASK_FAMILIES
 from mmcl.data.families import TaskFamily
 from mmcl.data.instructions import INSTRUCTIONS_TASK
 from mmcl.data.records import Sample, read_jsonl, split_path
+from mmcl.data.replay import read_replay
 from mmcl.integrity import seal
 from mmcl.io import atomic_path
 from mmcl.methods import METHODS
 from mmcl.methods.base import StageContext
 from mmcl.models import BACKBONES
 from mmcl.models.checkpoint import load_base, load_stage, save_base, save_stage
-from mmcl.plan import stage_from_key, stage_seed
+from mmcl.plan import Stage, stage_from_key, stage_seed
 from mmcl.provenance import record
 from mmcl.training.batching import Collator, InstructionDataset
 from mmcl.training.loop import FitSettings, fit
@@ -35,6 +36,15 @@ def task_families(params: Params, suite: str) -> dict:
 
 def load_split(data_dir: Path, tasks, split: str) -> list[Sample]:
     return [sample for task in tasks for sample in read_jsonl(split_path(data_dir, task, split))]
+
+
+def stage_samples(data_dir: Path, stage: Stage, artifacts: dict[str, Path]) -> list[Sample]:
+    """A stage's training samples: its tasks' training splits, then its rehearsal buffer if it has one
+    (after them, so that methods reading the stage's own task from its first samples still find it)."""
+    samples = load_split(data_dir, stage.tasks, "train")
+    if "replay" in artifacts:
+        samples += read_replay(artifacts["replay"], data_dir)
+    return samples
 
 
 def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_dir: Path, log=print) -> None:
@@ -145,7 +155,7 @@ def open_stage(params: Params, job: StageJob, artifacts: dict[str, Path], log):
         seed=settings.seed,
         max_length=model.llm.config.max_position_embeddings,
     )
-    dataset = InstructionDataset(load_split(job.data_dir, stage.tasks, "train"), job.data_dir, processor)
+    dataset = InstructionDataset(stage_samples(job.data_dir, stage, artifacts), job.data_dir, processor)
     context = StageContext(stage, dataset, collator, params.suites[job.suite], artifacts, log)
     return cl_method, model, carried, settings, context
 
