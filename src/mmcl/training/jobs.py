@@ -26,7 +26,8 @@ from mmcl.training.resume import discard_state
 
 
 def task_families(params: Params, suite: str) -> dict:
-    return {name: TASK_FAMILIES.get(task.family)() for name, task in params.suites[suite].tasks.items()}
+    tasks = params.suites[suite].tasks
+    return {name: TASK_FAMILIES.get(task.family)(task.metric) for name, task in tasks.items()}
 
 
 def load_split(data_dir: Path, tasks, split: str) -> list[Sample]:
