@@ -11,6 +11,7 @@ min_version("9.19")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/teach.smk"

@@ -54,8 +54,10 @@ def cmd_prepare(args) -> None:
     params = _params(args)
     suite = params.suites[args.suite]
     started = time.perf_counter()
+    generator = GENERATORS.get(suite.generator)(suite)
     with atomic_path(args.out) as tmp:
-        summary = GENERATORS.get(suite.generator)(suite).generate(tmp)
+        # Converted datasets live beside the suite's directory: data/<dataset>, data/<suite>.
+        summary = generator.generate(tmp, args.out.parent) if generator.reads_datasets else generator.generate(tmp)
         build_word_tokenizer(tmp / "vocab.txt", tmp / "tokenizer")
         files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.glob("*/*.jsonl"))}
         summary = {
@@ -67,6 +69,24 @@ def cmd_prepare(args) -> None:
         write_json(tmp / "manifest.json", summary)
         record(tmp / "provenance.json", params, {"command": "prepare", "suite": args.suite})
     print(f"prepared suite {args.suite} in {args.out} ({summary['seconds']} s)")
+
+
+def cmd_download(args) -> None:
+    from mmcl.data.datasets import obtain
+
+    obtain(_params(args), args.dataset, args.file, args.out)
+
+
+def cmd_extract(args) -> None:
+    from mmcl.data.datasets import unpack
+
+    unpack(_params(args), args.dataset, args.file, args.archive, args.out)
+
+
+def cmd_convert(args) -> None:
+    from mmcl.data.datasets import convert
+
+    convert(_params(args), args.dataset, args.sources, args.out)
 
 
 def cmd_train_base(args) -> None:
@@ -181,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("prepare", cmd_prepare, "Generate or convert a suite's data into the common JSONL format.")
     p.add_argument("--suite", required=True)
     p.add_argument("--out", required=True, type=Path, help="data directory of the suite, e.g. data/micl-synth")
+
+    p = command("download", cmd_download, "Download one file of a real dataset (or check the one placed by hand).")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--file", required=True, help="its name under datasets.<dataset>.files")
+    p.add_argument("--out", required=True, type=Path, help="where it goes, e.g. downloads/<dataset>/<file>")
+
+    p = command("extract", cmd_extract, "Unpack one downloaded archive of a real dataset.")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--file", required=True, help="its name under datasets.<dataset>.files")
+    p.add_argument("--archive", required=True, type=Path, help="the downloaded archive")
+    p.add_argument("--out", required=True, type=Path, help="directory to unpack into")
+
+    p = command("convert", cmd_convert, "Convert a real dataset's files into the common JSONL format.")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--sources", required=True, type=Path, help="its downloads, e.g. downloads/<dataset>")
+    p.add_argument("--out", required=True, type=Path, help="data directory of the dataset, e.g. data/<dataset>")
 
     p = command(
         "train-base",

@@ -32,6 +32,8 @@ MODALITIES = ("image", "audio", "video", "text")
 class TaskConfig:
     family: str = MISSING  # task family in src/mmcl/data/ (captioning, qa)
     modality: str = MISSING  # image | audio | video | text
+    dataset: str | None = None  # converted dataset (`datasets:`) it reads, for suites with `generator: datasets`
+    metric: str | None = None  # the family's scoring variant (qa: exact | vqa); null: the family's default
 
 
 @dataclass
@@ -55,10 +57,12 @@ class WorldConfig:
 
 @dataclass
 class SuiteConfig:
-    generator: str = "micl_synth"  # a generator in src/mmcl/data/ that writes every task of the suite
+    # a generator in src/mmcl/data/generators/ that writes every task of the suite (`datasets`: link each
+    # task to its converted dataset)
+    generator: str = "micl_synth"
     seed: int = 0  # data seed: same seed, same bytes
-    sizes: SplitSizes = field(default_factory=SplitSizes)
-    world: WorldConfig = field(default_factory=WorldConfig)
+    sizes: SplitSizes = field(default_factory=SplitSizes)  # micl_synth's; a dataset suite takes every sample
+    world: WorldConfig = field(default_factory=WorldConfig)  # also sizes the tiny backbone's encoder inputs
     tasks: dict[str, TaskConfig] = field(default_factory=dict)
     text_task: str | None = None  # text-only task the tiny backbone's stage-0 LLM is trained on
     orders: dict[str, list[str]] = field(default_factory=dict)
@@ -123,10 +127,35 @@ class ResourcesConfig:
     evaluate: JobResources = field(default_factory=lambda: JobResources(gpus=1))
 
 
+ARCHIVES = ("none", "zip", "tar")  # tar: any compression tarfile reads (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz)
+
+
+@dataclass
+class SourceFile:
+    """One file of a dataset, saved as ``downloads/<dataset>/<its name>``: downloaded from ``url``, or
+    found at ``path`` where the user put it (sources behind a login or a form; see ``manual``)."""
+
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = None  # expected SHA-256; null: not verified (a warning prints the hash to pin)
+    archive: str = "none"  # none | zip | tar: unpacked into downloads/<dataset>/extracted/<its name>/
+
+
+@dataclass
+class DatasetConfig:
+    """Settings every dataset has; an adapter's own dataclass extends this (the files it looks for)."""
+
+    adapter: str = MISSING  # converter of the source's layout in src/mmcl/data/sources/ (defaults to the name)
+    licence: str = MISSING  # terms of use of the source, recorded in data/<dataset>/prepare.json
+    manual: str | None = None  # how to obtain the files that have a `path:` instead of a `url:`
+    files: dict[str, SourceFile] = field(default_factory=dict)  # file name -> where it comes from
+
+
 @dataclass
 class Params:
     grid: GridConfig = field(default_factory=GridConfig)
     suites: dict[str, SuiteConfig] = field(default_factory=dict)
+    datasets: dict[str, Any] = field(default_factory=dict)  # real datasets: name -> DatasetConfig (its adapter's)
     backbones: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -280,6 +309,28 @@ def _typed_entries(raw: dict, kind_key: str, registry, base: type, section: str,
     return typed
 
 
+def _dataset_entries(raw: dict | None, sources, path: str) -> dict:
+    """``_typed_entries`` for datasets, with each file validated on its own (file names contain dots,
+    which would split the dotted key of an error inside them)."""
+    typed = {}
+    for name, entry in (raw or {}).items():
+        files = {}
+        if isinstance(entry, dict):
+            entry = dict(entry)
+            files = entry.pop("files", None) or {}
+        if not isinstance(files, dict):
+            raise ConfigError(
+                f"{path}: datasets.{name}.files: expected a mapping (file name: {{url or path, sha256, archive}}), "
+                f"got {files!r}"
+            )
+        typed[name] = _typed_entries({name: entry}, "adapter", sources, DatasetConfig, "datasets", path)[name]
+        typed[name].files = {
+            file: _structured(SourceFile, spec or {}, f"datasets.{name}.files.{file}", path)
+            for file, spec in files.items()
+        }
+    return typed
+
+
 def _check_grid(params: Params, grid: GridConfig, where: str, path: str) -> None:
     _check_name(grid.suite, params.suites, f"{where}.suite", "suite", path)
     suite = params.suites[grid.suite]
@@ -304,7 +355,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None,
 
     With ``preset``, the grid of ``presets.<preset>`` replaces ``grid`` (a paper table's grid).
     """
-    from mmcl.data import GENERATORS, TASK_FAMILIES
+    from mmcl.data import GENERATORS, SOURCES, TASK_FAMILIES
     from mmcl.methods import METHODS
     from mmcl.models import BACKBONES
 
@@ -334,12 +385,14 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None,
         if not isinstance(value, dict | None):
             raise ConfigError(f"{path}: {key}: expected a mapping of settings (key: value), got {value!r}")
 
-    plain = {k: v for k, v in raw.items() if k not in ("backbones", "methods")}
+    plain = {k: v for k, v in raw.items() if k not in ("backbones", "methods", "datasets")}
     params: Params = _structured(Params, plain, "", str(path))
     params.path = str(path)
     params.methods = _typed_entries(raw.get("methods"), "type", METHODS, MethodConfig, "methods", str(path))
     params.backbones = _typed_entries(raw.get("backbones"), "family", BACKBONES, BackboneConfig, "backbones", str(path))
+    params.datasets = _dataset_entries(raw.get("datasets"), SOURCES, str(path))
     _cross_check(params, str(path), GENERATORS, TASK_FAMILIES)
+    _check_datasets(params, str(path), GENERATORS, SOURCES)
     _check_ranges(params, "", str(path))
     if preset is not None:
         _check_name(preset, params.presets, "presets", "preset", str(path))
@@ -392,9 +445,17 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
         where = f"suites.{suite_name}"
         generators.get(suite.generator, where=f"{path}: {where}.generator")
         for task_name, task in suite.tasks.items():
-            task_families.get(task.family, where=f"{path}: {where}.tasks.{task_name}.family")
+            family = task_families.get(task.family, where=f"{path}: {where}.tasks.{task_name}.family")
             if task.modality not in MODALITIES:
                 _check_name(task.modality, MODALITIES, f"{where}.tasks.{task_name}.modality", "modality", path)
+            if task.metric is not None and not family.scorers:
+                raise ConfigError(
+                    f"{path}: {where}.tasks.{task_name}.metric: {task.family} tasks are scored one way "
+                    f"({', '.join(family.metrics)}); remove `metric`"
+                )
+            if task.metric is not None and task.metric not in family.scorers:
+                what = f"{task.family} metric"
+                _check_name(task.metric, family.scorers, f"{where}.tasks.{task_name}.metric", what, path)
         for order_name, tasks in suite.orders.items():
             if not tasks:
                 raise ConfigError(f"{path}: {where}.orders.{order_name}: an order needs at least one task")
@@ -419,3 +480,62 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
         for key, least in (("gpus", 0), ("cpus", 1), ("mem_mb", 1), ("runtime", 1)):
             if getattr(job, key) < least:
                 raise ConfigError(f"{path}: resources.{kind}.{key}: must be at least {least}")
+
+
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _check_datasets(params: Params, path: str, generators, sources) -> None:
+    """Every file of a dataset can be obtained and checked; every dataset task reads a dataset of its kind."""
+    for name, dataset in params.datasets.items():
+        where = f"datasets.{name}"
+        if name in params.suites:
+            raise ConfigError(f"{path}: {where}: suite '{name}' would also write data/{name}; rename one of them")
+        if not dataset.files:
+            raise ConfigError(f"{path}: {where}.files: list the files the '{dataset.adapter}' adapter reads")
+        for file, source in dataset.files.items():
+            key = f"{where}.files.{file}"
+            if "/" in file or file in ("extracted", ".", ".."):
+                raise ConfigError(
+                    f"{path}: {key}: a file is named as it is saved, without '/' (and not 'extracted'), e.g. train.csv"
+                )
+            if (source.url is None) == (source.path is None):
+                given = "both" if source.url else "neither"
+                raise ConfigError(
+                    f"{path}: {key}: give `url` (downloaded) or `path` (a file you put there by hand), not {given}"
+                )
+            if source.archive not in ARCHIVES:
+                _check_name(source.archive, ARCHIVES, f"{key}.archive", "archive type", path)
+            if source.sha256 is not None and not SHA256.fullmatch(source.sha256):
+                raise ConfigError(
+                    f"{path}: {key}.sha256: expected 64 hexadecimal digits, got {source.sha256!r} (null: not verified)"
+                )
+            if source.path is not None and not dataset.manual:
+                raise ConfigError(
+                    f"{path}: {where}.manual: {file} is placed by hand (`path:`); say how to obtain it, "
+                    "e.g. which site and login"
+                )
+    for suite_name, suite in params.suites.items():
+        reads_datasets = generators.get(suite.generator).reads_datasets
+        for task_name, task in suite.tasks.items():
+            key = f"suites.{suite_name}.tasks.{task_name}"
+            if not reads_datasets:
+                if task.dataset is not None:
+                    raise ConfigError(
+                        f"{path}: {key}.dataset: the '{suite.generator}' generator writes its own tasks; remove "
+                        f"`dataset`, or set suites.{suite_name}.generator: datasets"
+                    )
+                continue
+            if task.dataset is None:
+                raise ConfigError(
+                    f"{path}: {key}.dataset: every task of a `generator: datasets` suite reads a converted "
+                    f"dataset; name one of: {', '.join(sorted(params.datasets)) or '(none under datasets:)'}"
+                )
+            _check_name(task.dataset, params.datasets, f"{key}.dataset", "dataset", path)
+            adapter = sources.get(params.datasets[task.dataset].adapter)
+            if (task.family, task.modality) != (adapter.family, adapter.modality):
+                raise ConfigError(
+                    f"{path}: {key}: dataset '{task.dataset}' holds {adapter.modality} {adapter.family} "
+                    f"(adapter {adapter.name}) but the task is {task.modality} {task.family}; "
+                    f"set family: {adapter.family}, modality: {adapter.modality}"
+                )

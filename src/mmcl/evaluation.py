@@ -33,17 +33,18 @@ def test_samples(params: Params, suite: str, data_dir: Path) -> dict[str, list[S
 
 
 def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], samples) -> dict:
-    """Scores of every task, grouped by family so that each family scores all its tasks in one call."""
+    """Scores of every task, grouped by family and metric so that each group is scored in one call."""
     families = task_families(params, suite)
-    by_family: dict[str, dict] = {}
+    tasks = params.suites[suite].tasks
+    groups: dict[tuple, dict] = {}
     for task, preds in predictions.items():
         refs = {s.id: s.answers for s in samples[task]}
-        by_family.setdefault(params.suites[suite].tasks[task].family, {})[task] = (preds, refs)
+        groups.setdefault((tasks[task].family, tasks[task].metric), {})[task] = (preds, refs)
     scores = {}
-    for family_name, corpora in by_family.items():
+    for (family_name, _), corpora in groups.items():
         family = next(families[t] for t in corpora)
         for task, metrics in family.score(corpora).items():
-            task_config = params.suites[suite].tasks[task]
+            task_config = tasks[task]
             scores[task] = {
                 "family": family_name,
                 "modality": task_config.modality,
@@ -51,7 +52,7 @@ def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], sa
                 "primary": family.primary,
                 "metrics": metrics,
             }
-    return {task: scores[task] for task in params.suites[suite].tasks}
+    return {task: scores[task] for task in tasks}
 
 
 def write_outputs(out_dir: Path, predictions, samples, scores: dict) -> None:

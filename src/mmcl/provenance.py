@@ -26,6 +26,8 @@ PACKAGES = (
     "pycocoevalcap",
     "pillow",
     "soundfile",
+    "soxr",
+    "av",
 )
 
 

@@ -3,7 +3,8 @@ import re
 
 from pathlib import Path
 
-from mmcl.config import digest, load_params
+from mmcl.config import digest, load_params, to_plain
+from mmcl.data.datasets import source_paths
 from mmcl.integrity import quarantine_damaged
 from mmcl.methods import METHODS
 from mmcl.plan import plan_stages
@@ -27,11 +28,30 @@ def _names(values):
 
 wildcard_constraints:
     suite=_names(PARAMS.suites),
+    dataset=_names(PARAMS.datasets),
+    file=r"[^/]+",
     backbone=_names(PARAMS.backbones),
     method=_names(PARAMS.methods),
     order=_names(PARAMS.suite().orders),
     seed=r"\d+",
     stage=r"[^/]+",
+
+
+def suite_datasets(wildcards):
+    """The converted datasets a suite's tasks read (none for a generated suite)."""
+    tasks = PARAMS.suites[wildcards.suite].tasks.values()
+    return sorted({f"data/{task.dataset}/prepare.json" for task in tasks if task.dataset})
+
+
+def dataset_sources(wildcards):
+    """What a dataset's conversion reads: its downloaded files and unpacked archives."""
+    downloads = Path(f"downloads/{wildcards.dataset}")
+    return [str(path) for path in source_paths(PARAMS.datasets[wildcards.dataset], downloads)]
+
+
+def source_fingerprint(wildcards):
+    """Obtain a file again when its source (URL, path, checksum, archive type) changes, not the rest of its dataset."""
+    return digest(to_plain(PARAMS.datasets[wildcards.dataset].files[wildcards.file]))
 
 
 def schedule(method):

@@ -1,4 +1,6 @@
 rule prepare:
+    input:
+        suite_datasets,
     output:
         "data/{suite}/manifest.json",
     log:

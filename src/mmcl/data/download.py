@@ -3,7 +3,8 @@
 Bytes go to ``<dest>.part``; an interrupted download resumes from there with an HTTP ``Range``
 request (or starts over when the server ignores ranges). Network failures are retried with
 exponential backoff; a missing file (HTTP 4xx) is not. ``<dest>`` appears only once its SHA-256
-matches, so a file at ``<dest>`` is always complete. Failures raise DataError saying what to do.
+matches (or, with no SHA-256 to check, once every byte the server announced has arrived), so a file at
+``<dest>`` is complete. Failures raise DataError saying what to do.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ RANGE_NOT_SATISFIABLE = 416  # asked to resume a part that already holds the who
 
 
 def fetch(
-    url: str, dest: str | Path, sha256: str, retries: int = 4, timeout: float = 30.0, backoff: float = 1.0
+    url: str, dest: str | Path, sha256: str | None, retries: int = 4, timeout: float = 30.0, backoff: float = 1.0
 ) -> Path:
-    """Download ``url`` to ``dest`` unless a file with this SHA-256 is already there; return ``dest``."""
-    dest, sha256 = Path(dest), sha256.lower()
-    by_hand = f"check the URL in params.yaml, or place the file at {dest} by hand (SHA-256 {sha256})"
+    """Download ``url`` to ``dest`` unless a file with this SHA-256 is already there; return ``dest``.
+
+    ``sha256`` None: nothing to verify against (the caller warns); a file already at ``dest`` is kept.
+    """
+    dest, sha256 = Path(dest), sha256 and sha256.lower()
+    pinned = f" (SHA-256 {sha256})" if sha256 else ""
+    by_hand = f"check the URL in params.yaml, or place the file at {dest} by hand{pinned}"
     if dest.exists():
-        actual = sha256_file(dest)
+        actual = sha256 and sha256_file(dest)
         if actual != sha256:
             raise DataError(f"{dest}: SHA-256 is {actual}, expected {sha256}; delete it to download {url} again")
         return dest
@@ -53,7 +58,7 @@ def fetch(
         raise DataError(
             f"{url}: download failed after {retries + 1} attempts ({failure}); check the network and {by_hand}"
         )
-    actual = sha256_file(part)
+    actual = sha256 and sha256_file(part)
     if actual != sha256:
         part.unlink()
         raise DataError(

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmcl.data.records import Sample
+
 MEDIA_TOKENS = {"image": "<image>", "audio": "<audio>", "video": "<video>"}
 ANSWER_TOKEN = "<answer>"  # separates the prompt from the supervised answer
 EXTRA_SPECIAL_TOKENS = [*MEDIA_TOKENS.values(), ANSWER_TOKEN]
+
+
+def words_of(sample: Sample) -> set[str]:
+    """The words of a sample's instruction and answers: what a word-level tokenizer must know."""
+    return {word for text in (sample.instruction, *sample.answers) for word in text.split()}
 
 
 def build_word_tokenizer(vocab_file: Path, out_dir: Path) -> None:

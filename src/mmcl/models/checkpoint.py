@@ -48,50 +48,17 @@ class MediaProcessor:
 
     def load(self, modality: str, path: Path) -> torch.Tensor:
         """Encoder input of one media file; a file that cannot be decoded raises DataError naming it."""
-        from mmcl.data.records import MEDIA_FIX, DataError
+        from mmcl.data.media import read_audio, read_frames, read_image
 
         if modality == "image":
-            from PIL import Image
-
-            try:
-                with Image.open(path) as img:
-                    image = img.convert("RGB")
-            except (OSError, SyntaxError, ValueError) as err:
-                raise DataError(f"{path}: not a readable image ({err}); {MEDIA_FIX}") from None
-            return self.image_processor([image], return_tensors="pt")["pixel_values"][0]
+            return self.image_processor([read_image(path)], return_tensors="pt")["pixel_values"][0]
         if modality == "video":
             return self.image_processor(read_frames(path, self.video_frames), return_tensors="pt")["pixel_values"]
         if modality == "audio":
-            import soundfile
-
-            try:
-                wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
-            except (OSError, RuntimeError) as err:  # libsndfile's errors are RuntimeErrors
-                raise DataError(f"{path}: not a readable audio file ({err}); {MEDIA_FIX}") from None
-            expected = self.feature_extractor.sampling_rate
-            if rate != expected:
-                raise DataError(
-                    f"{path}: sampled at {rate} Hz but the audio encoder expects {expected} Hz; "
-                    f"set the suite's world.sample_rate to {expected} and re-run `mmcl prepare`, or resample the file"
-                )
-            features = self.feature_extractor(wave.mean(1), sampling_rate=rate, return_tensors="pt")
+            rate = self.feature_extractor.sampling_rate  # real recordings come at 44.1 or 48 kHz: resampled
+            features = self.feature_extractor(read_audio(path, rate), sampling_rate=rate, return_tensors="pt")
             return next(iter(features.values()))[0]  # input_features (log-mel) or input_values (waveform)
         raise ValueError(f"no encoder input for modality '{modality}'")
-
-
-def read_frames(path: Path, count: int) -> list:
-    """``count`` frames sampled uniformly from an animated image (GIF/WebP clip)."""
-    from PIL import Image, ImageSequence
-
-    from mmcl.data.records import MEDIA_FIX, DataError
-
-    try:
-        with Image.open(path) as clip:
-            frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(clip)]
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: not a readable video clip ({err}); {MEDIA_FIX}") from None
-    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
-    return [frames[i] for i in picks]
 
 
 def save_base(out_dir: Path, model: MultimodalLM, processor: MediaProcessor, manifest: dict) -> None:

@@ -29,7 +29,8 @@ from mmcl.training.resume import discard_state
 
 
 def task_families(params: Params, suite: str) -> dict:
-    families = {name: TASK_FAMILIES.get(task.family)() for name, task in params.suites[suite].tasks.items()}
+    tasks = params.suites[suite].tasks
+    families = {name: TASK_FAMILIES.get(task.family)(task.metric) for name, task in tasks.items()}
     families[INSTRUCTIONS_TASK] = TaskFamily()  # instruction pools (IKD) are trained on their one answer
     return families
 

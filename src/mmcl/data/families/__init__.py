@@ -1,7 +1,7 @@
 """Task families: how a task's samples become training targets and how its predictions are scored.
 
 A family is one module here, registered in ``mmcl.data.TASK_FAMILIES``; ``params.yaml`` names it in
-``suites.<suite>.tasks.<task>.family``.
+``suites.<suite>.tasks.<task>.family``, and picks one of its ``scorers`` with ``metric:``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,16 @@ Corpus = tuple[dict[str, str], dict[str, list[str]]]  # (id -> prediction, id ->
 class TaskFamily:
     metrics: tuple[str, ...] = ()
     primary: str = ""
+    scorers: tuple[str, ...] = ()  # the values a task's `metric:` may take; the first is the default
+
+    def __init__(self, metric: str | None = None):
+        self.metric = metric or next(iter(self.scorers), None)
 
     def target(self, sample: Sample, rng: random.Random) -> str:
         """The text a training step supervises for this sample."""
         return sample.answers[0]
 
     def score(self, corpora: dict[str, Corpus]) -> dict[str, dict[str, float]]:
-        """Scores (already scaled: percent, CIDEr x100) for every task's corpus, in one call."""
+        """Scores (already scaled: percent, CIDEr x100) for every task's corpus, in one call (all the
+        corpora of one call are scored with this instance's ``metric``)."""
         raise NotImplementedError

@@ -48,6 +48,7 @@ from mmcl.data.generators.micl_world import (
     sample_sounds,
 )
 from mmcl.data.records import Sample, perception_path, split_path, write_jsonl
+from mmcl.data.vocab import words_of
 from mmcl.io import write_text
 from mmcl.registry import ConfigError
 
@@ -228,6 +229,8 @@ def task_rng(seed: int, task: str, split: str) -> np.random.Generator:
 class MiclSynth:
     """Writes every task of a suite: ``<task>/<split>.jsonl``, ``media/<task>/<split>/*``, ``vocab.txt``."""
 
+    reads_datasets = False  # it generates every task itself
+
     def __init__(self, suite: SuiteConfig):
         for task, config in suite.tasks.items():
             if (config.family, config.modality) not in SUPPORTED:
@@ -268,8 +271,7 @@ class MiclSynth:
                 if split == "test":
                     test_media |= seen
                 for sample in samples:
-                    words.update(sample.instruction.split())
-                    words.update(word for answer in sample.answers for word in answer.split())
+                    words |= words_of(sample)
                 files += 1 + sum(len(sample.media) for sample in samples)
                 splits[split] = _split_summary(samples)
             tasks[task] = {"family": config.family, "modality": config.modality, "splits": splits}

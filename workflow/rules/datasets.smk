@@ -1,0 +1,63 @@
+# Real datasets (params.yaml `datasets:`): download each file, unpack the archives, convert the dataset
+# into the common format under data/<dataset>/, which the tasks of a `generator: datasets` suite read.
+
+
+# Compute nodes of many clusters have no internet: downloads run where snakemake runs.
+localrules:
+    download,
+
+
+rule download:
+    output:
+        "downloads/{dataset}/{file}",
+    log:
+        "logs/datasets/{dataset}/{file}.download.log",
+    params:
+        params_file=PARAMS_FILE,
+        source=source_fingerprint,
+    resources:
+        **cluster_resources("default"),
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "mmcl download --params {params.params_file} --dataset {wildcards.dataset} --file {wildcards.file} "
+        "--out {output} > {log} 2>&1"
+
+
+rule extract:
+    input:
+        "downloads/{dataset}/{file}",
+    output:
+        directory("downloads/{dataset}/extracted/{file}"),
+    log:
+        "logs/datasets/{dataset}/{file}.extract.log",
+    params:
+        params_file=PARAMS_FILE,
+    resources:
+        **cluster_resources("default"),
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "mmcl extract --params {params.params_file} --dataset {wildcards.dataset} --file {wildcards.file} "
+        "--archive {input} --out {output} > {log} 2>&1"
+
+
+rule convert:
+    input:
+        dataset_sources,
+    output:
+        "data/{dataset}/prepare.json",
+    log:
+        "logs/datasets/{dataset}/convert.log",
+    benchmark:
+        "logs/benchmarks/convert/{dataset}.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=fingerprint("datasets.{dataset}"),
+    resources:
+        **cluster_resources("default"),
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "mmcl convert --params {params.params_file} --dataset {wildcards.dataset} "
+        "--sources downloads/{wildcards.dataset} --out data/{wildcards.dataset} > {log} 2>&1"
