@@ -410,6 +410,12 @@ CATALOGUE = [
         rewrite_split(third_record(lambda record: record.update(answers="red"))),
     ),
     Case(
+        "jsonl-gold-not-an-option",
+        "DataError",
+        ("<split>:3: sample 'image_qa-train-00002': the gold answer", "is not in its 'options' ['yes', 'no']"),
+        rewrite_split(third_record(lambda record: record.update(options=["yes", "no"]))),
+    ),
+    Case(
         "missing-media-file",
         "DataError",
         (

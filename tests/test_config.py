@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mmcl.config import load_params
+from mmcl.config import load_params, to_plain
 from mmcl.registry import ConfigError
 
 
@@ -18,6 +18,15 @@ def test_default_params_load_typed(params_file):
     assert type(params.backbones["tiny"]).__name__ == "TinyConfig"
     assert params.methods["finetune"].type == "finetune"  # type defaults to the entry's name
     assert params.order("img-aud-vid")[:2] == ["image_cap", "image_qa"]
+
+
+def test_text_task_is_one_name_or_a_list(params_file):
+    params = load_params(params_file())
+    assert params.suites["micl-synth"].text_tasks == ["text_qa"]
+    assert params.suites["llava-synth"].text_tasks == ["text_nlu", "text_nlg"]
+    # A single name stays a string (not a one-item list): the suite's fingerprint, and so every job of a
+    # grid written before lists were allowed, stays the same.
+    assert to_plain(params.suites["micl-synth"])["text_task"] == "text_qa"
 
 
 def set_key(path: str, value):
@@ -53,6 +62,11 @@ def set_key(path: str, value):
             set_key("suites.micl-synth.orders.img-aud-vid", ["image_cap", "imag_qa"]),
             ["orders.img-aud-vid[1]", "'image_qa'"],
         ),
+        (
+            set_key("suites.micl-synth.text_task", ["text_qa", "text_qq"]),
+            ["suites.micl-synth.text_task[1]", "unknown task 'text_qq'", "'text_qa'"],
+        ),
+        (set_key("suites.micl-synth.text_task", 3), ["micl-synth.text_task", "a task name or a list of task names"]),
         (set_key("evalution", {}), ["evalution", "unknown section", "'evaluation'"]),
         (set_key("train.schedule", "cosin"), ["train.schedule", "'cosine'"]),
     ],

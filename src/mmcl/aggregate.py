@@ -3,7 +3,10 @@
 Rows are stages (row t: after training stage t of the order), columns every task of the suite:
 the order's tasks first, then the others (e.g. the stage-0 text task). ``_acc`` metrics are taken
 over the order's QA tasks on the ``accuracy`` matrix, ``_cider`` over its captioning tasks on the
-``cider`` matrix; see ``mmcl.metrics.continual`` for the formulas.
+``cider`` matrix; see ``mmcl.metrics.continual`` for the formulas. Suites with NLU or NLG text tasks
+(text-only tasks whose family has a ``linguistic`` measure) also get the VL score and the linguistic
+deltas, after every stage and after the last (``mmcl.metrics.linguistic``), each task in its primary
+metric.
 """
 
 from __future__ import annotations
@@ -12,15 +15,23 @@ import math
 from pathlib import Path
 
 from mmcl.config import Params
+from mmcl.data import TASK_FAMILIES
 from mmcl.io import read_json
 from mmcl.methods import METHODS
 from mmcl.metrics.continual import forgetting, summarize
+from mmcl.metrics.linguistic import linguistic_summary
+
+MEASURES = ("nlu", "nlg")
 
 SUBSETS = {"acc": ("qa", "accuracy"), "cider": ("captioning", "cider")}
 
 
 def _row(scores: dict, tasks: list[str], metric: str) -> list[float | None]:
     return [scores[task]["metrics"].get(metric) for task in tasks]
+
+
+def _primary(scores: dict, tasks: list[str]) -> list[float | None]:
+    return [scores[task]["metrics"].get(scores[task]["primary"]) for task in tasks]
 
 
 def _nan(values):
@@ -63,11 +74,28 @@ def aggregate_run(
         square = _nan([row[: len(tasks)] for row in matrix[metric]])
         values = summarize(square, _nan([baseline[metric][: len(tasks)]])[0], subset)
         summary.update({f"{name}_{suffix}": value for name, value in values.items()})
-    # Over every task of the order, each in its primary metric (accuracy %, CIDEr x100: both points).
-    primary = _nan([[scores[t]["metrics"].get(scores[t]["primary"]) for t in tasks] for scores in rows])
-    summary["forgetting"] = forgetting(primary)
+    # Each task in its primary metric (accuracy %, CIDEr x100: both points).
+    primary = _nan([_primary(scores, eval_tasks) for scores in rows])
+    summary["forgetting"] = forgetting([row[: len(tasks)] for row in primary])
     if schedule == "none":  # never trained, so nothing learned to forget
         summary = {k: math.nan if k.startswith(("forgetting", "bwt")) else v for k, v in summary.items()}
+    kinds = params.suites[suite].tasks
+    measures = {
+        measure: [
+            j
+            for j, t in enumerate(eval_tasks)
+            if kinds[t].modality == "text" and TASK_FAMILIES.get(kinds[t].family).linguistic == measure
+        ]
+        for measure in MEASURES
+    }
+    if any(measures.values()):
+        vl = [j for j, t in enumerate(tasks) if kinds[t].modality != "text"]
+        # Row k of a sequential run (and of the untrained one) follows stage k + 1; a joint run's one row
+        # follows the last stage, having trained every task.
+        numbers = [len(tasks)] if schedule == "joint" else list(range(1, len(rows) + 1))
+        trained = [[j for j in vl if j < number] for number in numbers]
+        base = _nan([_primary(zeroshot, eval_tasks)])[0]
+        summary.update(linguistic_summary(primary, base, trained, measures, numbers))
     return {
         "suite": suite,
         "order": order,

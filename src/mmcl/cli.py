@@ -22,10 +22,11 @@ def _params(args):
 
 
 def cmd_validate_config(args) -> None:
+    from mmcl.config import load_params
     from mmcl.methods import METHODS
     from mmcl.plan import plan_stages
 
-    params = _params(args)
+    params = load_params(args.params, preset=args.preset)
     grid = params.grid
     stages = {
         (backbone, method, seed, stage.key)
@@ -37,8 +38,9 @@ def cmd_validate_config(args) -> None:
     }
     runs = len(grid.backbones) * len(grid.methods) * len(grid.seeds) * len(grid.orders)
     print(f"{args.params}: valid")
+    what = f"preset {args.preset}" if args.preset else "grid"
     print(
-        f"grid: suite {grid.suite}; {len(grid.orders)} order(s) x {len(grid.methods)} method(s) x "
+        f"{what}: suite {grid.suite}; {len(grid.orders)} order(s) x {len(grid.methods)} method(s) x "
         f"{len(grid.backbones)} backbone(s) x {len(grid.seeds)} seed(s) = {runs} runs, {len(stages)} training stages"
     )
     for order in grid.orders:
@@ -196,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("validate-config", cmd_validate_config, "Check params.yaml and summarise the grid it declares.")
+    p = command("validate-config", cmd_validate_config, "Check params.yaml and summarise the grid it declares.")
+    p.add_argument("--preset", help="summarise the grid of presets.<PRESET> (a paper table) instead")
 
     p = command("prepare", cmd_prepare, "Generate or convert a suite's data into the common JSONL format.")
     p.add_argument("--suite", required=True)

@@ -64,8 +64,17 @@ class SuiteConfig:
     sizes: SplitSizes = field(default_factory=SplitSizes)  # micl_synth's; a dataset suite takes every sample
     world: WorldConfig = field(default_factory=WorldConfig)  # also sizes the tiny backbone's encoder inputs
     tasks: dict[str, TaskConfig] = field(default_factory=dict)
-    text_task: str | None = None  # text-only task the tiny backbone's stage-0 LLM is trained on
+    # Text-only task (a name, or a list of names) the tiny backbone's stage-0 LLM is trained on. Typed
+    # Any because OmegaConf has no str-or-list type; _cross_check validates it, text_tasks reads it.
+    text_task: Any = None
     orders: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def text_tasks(self) -> list[str]:
+        """The stage-0 text tasks as a list (none, one or several)."""
+        if self.text_task is None:
+            return []
+        return [self.text_task] if isinstance(self.text_task, str) else list(self.text_task)
 
 
 @dataclass
@@ -439,6 +448,21 @@ def _check_ranges(node: Any, key: str, path: str) -> None:
         _check_ranges(value, where, path)
 
 
+def _check_text_tasks(suite: SuiteConfig, where: str, path: str) -> None:
+    names = suite.text_task
+    if isinstance(names, str):
+        _check_name(names, suite.tasks, where, "task", path)
+    elif names is not None:
+        if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+            raise ConfigError(
+                f"{path}: {where}: expected a task name or a list of task names, e.g. [text_nlu, text_nlg], "
+                f"got {names!r}"
+            )
+        for i, name in enumerate(names):
+            _check_name(name, suite.tasks, f"{where}[{i}]", "task", path)
+            _check_once(names, i, where, path)
+
+
 def _cross_check(params: Params, path: str, generators, task_families) -> None:
     """Names that refer to other sections must exist there."""
     for suite_name, suite in params.suites.items():
@@ -462,8 +486,7 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
             for i, task in enumerate(tasks):
                 _check_name(task, suite.tasks, f"{where}.orders.{order_name}[{i}]", "task", path)
                 _check_once(tasks, i, f"{where}.orders.{order_name}", path)
-        if suite.text_task is not None:
-            _check_name(suite.text_task, suite.tasks, f"{where}.text_task", "task", path)
+        _check_text_tasks(suite, f"{where}.text_task", path)
 
     for where, grid in (("grid", params.grid), *((f"presets.{name}", g) for name, g in params.presets.items())):
         _check_grid(params, grid, where, path)

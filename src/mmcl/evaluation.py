@@ -1,8 +1,10 @@
 """Evaluate one checkpoint on every task of its suite (seen and unseen).
 
-Predictions are kept per sample (``predictions/<task>.jsonl``) and scored per task
-(``scores.json``), all captioning tasks of the job in one pycocoevalcap call. ``scores.json`` is
-written last: its presence means the evaluation is complete.
+Each task is predicted the way its family asks (``TaskFamily.prediction``, dispatched by
+``predict``): by greedy generation, or by choosing the likeliest of a sample's options. Predictions
+are kept per sample (``predictions/<task>.jsonl``) and scored per task (``scores.json``), all
+captioning tasks of the job in one pycocoevalcap call. ``scores.json`` is written last: its
+presence means the evaluation is complete.
 """
 
 from __future__ import annotations
@@ -17,19 +19,30 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from mmcl.config import Params
-from mmcl.data.records import Sample, read_jsonl, split_path
+from mmcl.config import EvalConfig, Params
+from mmcl.data.families import TaskFamily
+from mmcl.data.records import DataError, Sample, data_fix, read_jsonl, split_path
 from mmcl.io import atomic_path, write_json
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import load_base, load_stage
 from mmcl.provenance import record
-from mmcl.training.batching import Collator, InstructionDataset
+from mmcl.training.batching import IGNORE, Collator, InstructionDataset
 from mmcl.training.jobs import task_families
 
 
 def test_samples(params: Params, suite: str, data_dir: Path) -> dict[str, list[Sample]]:
     cap = params.evaluation.max_samples
-    return {task: read_jsonl(split_path(data_dir, task, "test"))[:cap] for task in params.suites[suite].tasks}
+    families = task_families(params, suite)
+    samples = {}
+    for task in params.suites[suite].tasks:
+        path = split_path(data_dir, task, "test")
+        samples[task] = read_jsonl(path)[:cap]
+        if families[task].prediction == "likelihood" and (bare := [s.id for s in samples[task] if not s.options]):
+            raise DataError(
+                f"{path}: sample '{bare[0]}' has no 'options' to choose from, but task '{task}' is "
+                f"{params.suites[suite].tasks[task].family} (scored by likelihood); {data_fix(Path(data_dir))}"
+            )
+    return samples
 
 
 def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], samples) -> dict:
@@ -93,6 +106,59 @@ def generate(
     return {sample.id: pred for sample, pred in zip(samples, predictions, strict=True)}
 
 
+def option_log_likelihoods(model, batch: dict, device: torch.device) -> torch.Tensor:
+    """Per row of a ``Collator.choice_batch``: the summed log-probability of its labelled tokens, each
+    given every token before it, ``sum_k log softmax(logits[k - 1])[token_k]`` over the labelled k."""
+    media = {m: t.to(device) for m, t in batch["media"].items()}
+    logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), media).logits
+    targets = batch["labels"].to(device)[:, 1:]  # position k - 1 predicts token k
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * (targets != IGNORE)).sum(1)
+
+
+@torch.no_grad()
+def choose(
+    model, processor, collator: Collator, samples: list[Sample], data_dir: Path, batch_size: int, device
+) -> dict[str, str]:
+    """Multiple choice as lm-evaluation-harness scores it ("acc"): each sample's prediction is the option
+    with the highest summed log-likelihood after the prompt (no length normalisation; ties: the first)."""
+    loader = DataLoader(
+        InstructionDataset(samples, data_dir, processor),
+        batch_size=batch_size,
+        collate_fn=collator.choice_batch,
+    )
+    scores = [score for batch in loader for score in option_log_likelihoods(model, batch, device).tolist()]
+    predictions, row = {}, 0
+    for sample in samples:
+        options = scores[row : row + len(sample.options)]
+        predictions[sample.id] = sample.options[options.index(max(options))]
+        row += len(sample.options)
+    return predictions
+
+
+def predict(
+    family: TaskFamily,
+    model,
+    processor,
+    collator: Collator,
+    samples: list[Sample],
+    data_dir: Path,
+    settings: EvalConfig,
+    device: torch.device,
+) -> dict[str, str]:
+    """Predictions of one task's samples, made the way its family asks (``TaskFamily.prediction``)."""
+    if family.prediction == "likelihood":
+        return choose(model, processor, collator, samples, data_dir, settings.batch_size, device)
+    if family.prediction == "generate":
+        return generate(
+            model, processor, collator, samples, data_dir, settings.batch_size, settings.max_new_tokens, device
+        )
+    raise ValueError(
+        f"task family {type(family).__name__}: unknown prediction '{family.prediction}' (generate, likelihood)"
+    )
+
+
 def evaluate(
     params: Params,
     *,
@@ -112,20 +178,14 @@ def evaluate(
         METHODS.get(method_config.type)(method_config).prepare_model(model)
         load_stage(checkpoint, model)
     model.to(device).eval()
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, suite))
+    families = task_families(params, suite)
+    collator = Collator(model.tokenizer, model.num_media_tokens, families)
     samples = test_samples(params, suite, data_dir)
     predictions = {}
     started = time.perf_counter()
     for task, task_samples in tqdm(samples.items(), desc="evaluate", disable=not sys.stderr.isatty()):
-        predictions[task] = generate(
-            model,
-            processor,
-            collator,
-            task_samples,
-            data_dir,
-            params.evaluation.batch_size,
-            params.evaluation.max_new_tokens,
-            device,
+        predictions[task] = predict(
+            families[task], model, processor, collator, task_samples, data_dir, params.evaluation, device
         )
         log(f"{task}: {len(task_samples)} predictions ({time.perf_counter() - started:.1f} s)")
     scores = score(params, suite, predictions, samples)

@@ -48,7 +48,7 @@ def main() -> None:
     collator = Collator(teacher.tokenizer, teacher.num_media_tokens, families)
     sets = {
         "pseudo": read_jsonl(split_path(data, "image_qa", "train"))[:512],
-        "ikd": read_jsonl(split_path(data, suite.text_task, "train"))[:512],
+        "ikd": read_jsonl(split_path(data, suite.text_tasks[0], "train"))[:512],
     }
     distillers, started = {}, time.perf_counter()
     for name, samples in sets.items():

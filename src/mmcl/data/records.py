@@ -8,9 +8,11 @@ Each line is one sample::
 
 ``media`` paths are relative to the suite's data directory (empty for text-only tasks).
 ``answers`` holds the accepted answers of a QA sample or the reference captions of a captioning
-sample; training uses one of them as the target. A generator may also write a perception set per
-encoder (``perception/<modality>.jsonl``, ``answers`` = the media's attribute tags) for backbones
-whose encoders start from random weights.
+sample; training uses one of them as the target. A multiple-choice sample also has ``options``
+(the continuations evaluation compares, gold included: ``answers[0]``); the field is left out of
+every other sample, so files written before it existed read the same. A generator may also write a
+perception set per encoder (``perception/<modality>.jsonl``, ``answers`` = the media's attribute
+tags) for backbones whose encoders start from random weights.
 """
 
 from __future__ import annotations
@@ -34,18 +36,22 @@ class Sample:
     instruction: str
     answers: list[str]
     media: list[str] = field(default_factory=list)
+    options: list[str] | None = None  # multiple choice: the options, answers[0] (the gold) among them
 
 
 FIELDS = [f.name for f in fields(Sample)]
 REQUIRED = [f.name for f in fields(Sample) if f.default is MISSING and f.default_factory is MISSING]
-LIST_FIELDS = ("answers", "media")
+LIST_FIELDS = ("answers", "media", "options")
 MEDIA_FIX = "re-run `mmcl prepare` for this suite (or `dvc checkout` its data directory), or replace the file"
+# Which encoder reads each media modality (video frames go through the image encoder): one perception set each.
+ENCODER_OF = {"image": "image", "video": "image", "audio": "audio"}
 
 
 def write_jsonl(path: str | Path, samples: list[Sample]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         for sample in samples:
-            f.write(json.dumps(asdict(sample), sort_keys=True) + "\n")
+            record = {key: value for key, value in asdict(sample).items() if value is not None}  # unset optional fields
+            f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 def data_fix(data_dir: Path) -> str:
@@ -102,6 +108,11 @@ def _parse(line: str, where: str, truncated: bool, data_dir: Path) -> Sample:
             raise DataError(f"{where}: {sample}: '{key}' must be a string, got {value!r}; {fix}")
     if not record["answers"]:
         raise DataError(f"{where}: {sample}: 'answers' is empty (it needs at least one answer or caption); {fix}")
+    if (options := record.get("options")) is not None:
+        if len(options) < 2 or len(set(options)) != len(options):
+            raise DataError(f"{where}: {sample}: 'options' needs two or more distinct strings, got {options!r}; {fix}")
+        if (gold := record["answers"][0]) not in options:
+            raise DataError(f"{where}: {sample}: the gold answer {gold!r} is not in its 'options' {options!r}; {fix}")
     for media in record.get("media", []):
         if not (data_dir / media).is_file():
             raise DataError(f"{where}: {sample}: media file {data_dir / media} does not exist; {fix}")

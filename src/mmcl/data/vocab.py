@@ -16,8 +16,8 @@ EXTRA_SPECIAL_TOKENS = [*MEDIA_TOKENS.values(), ANSWER_TOKEN]
 
 
 def words_of(sample: Sample) -> set[str]:
-    """The words of a sample's instruction and answers: what a word-level tokenizer must know."""
-    return {word for text in (sample.instruction, *sample.answers) for word in text.split()}
+    """The words of a sample's instruction, answers and options: what a word-level tokenizer must know."""
+    return {word for text in (sample.instruction, *sample.answers, *(sample.options or ())) for word in text.split()}
 
 
 def build_word_tokenizer(vocab_file: Path, out_dir: Path) -> None:

@@ -125,12 +125,13 @@ class MoInCL(LoRA):
 
         if self.config.ikd.instructions:
             return read_natural_instructions(Path(self.config.ikd.instructions), self.config.pool)
-        if not context.suite.text_task:
+        if not context.suite.text_tasks:
             raise ValueError(
                 "moincl: IKD distils on the suite's text task or on `ikd.instructions` (a Natural-Instructions "
                 "task file); set one of them, or `ikd.enabled: false`"
             )
-        samples = read_jsonl(split_path(context.dataset.data_dir, context.suite.text_task, "train"))
+        data_dir = context.dataset.data_dir
+        samples = [s for task in context.suite.text_tasks for s in read_jsonl(split_path(data_dir, task, "train"))]
         return [fixed_target(s, s.answers[0]) for s in samples[: self.config.pool]]
 
     # --- training ---

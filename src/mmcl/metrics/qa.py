@@ -54,6 +54,12 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
     return float(bool(predicted) and predicted in _normalized_answers(answers))
 
 
+def first_word_match(prediction: str, answers: Sequence[str]) -> float:
+    """LAMBADA-style: ``exact_match`` of the prediction's first word only (what follows it is ignored)."""
+    words = prediction.split()
+    return exact_match(words[0] if words else "", answers)
+
+
 def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
     """OK-VQA soft accuracy: ``min(1, #{answers equal to the prediction after normalisation} / 3)``.
 
@@ -93,7 +99,8 @@ def accuracy(
 ) -> float:
     """Mean per-item score ×100 (percent): ``100 * mean_id score(predictions[id], references[id])``.
 
-    ``score`` is ``exact_match`` (one or several ground truths) or ``vqa_accuracy`` (OK-VQA).
+    ``score`` is ``exact_match`` (one or several ground truths), ``vqa_accuracy`` (OK-VQA) or any
+    other per-item score in [0, 1] (``first_word_match``, a multiple-choice family's own).
     The two mappings must have exactly the same ids, and at least one.
     """
     if not references and not predictions:

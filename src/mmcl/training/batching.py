@@ -2,7 +2,9 @@
 
 A training sequence is ``[bos] <media placeholders> instruction <answer> target [eos]``; only the
 target and ``[eos]`` are supervised (unless ``supervise_prompt``: stage 0 is plain language
-modelling). Each media placeholder is repeated as many times as its encoder yields tokens, so that
+modelling). A multiple-choice sample is scored as one sequence per option,
+``[bos] <media placeholders> instruction <answer> option``, labelled on the option's tokens. Each
+media placeholder is repeated as many times as its encoder yields tokens, so that
 ``MultimodalLM.embed`` can replace them one for one. Batches may mix modalities (joint training):
 media tensors are grouped per modality in sample order.
 
@@ -96,6 +98,17 @@ class Collator:
                 grouped.setdefault(sample.modality, []).append(media)
         return {modality: torch.stack(tensors) for modality, tensors in grouped.items()}
 
+    def _right_padded(self, sequences: list[list[int]], labels: list[list[int]], items: list[Item]) -> dict:
+        """Sequences and their labels padded on the right, with the media of ``items`` (one per sequence)."""
+        width = max(map(len, sequences))
+        pad = self.tokenizer.pad_token_id
+        return {
+            "input_ids": torch.tensor([s + [pad] * (width - len(s)) for s in sequences]),
+            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences]),
+            "labels": torch.tensor([lab + [IGNORE] * (width - len(lab)) for lab in labels]),
+            "media": self._media(items),
+        }
+
     def train_batch(self, items: list[Item]) -> dict:
         """Right-padded sequences with labels on the answer (or everything, for stage-0 LM training)."""
         sequences, labels = [], []
@@ -107,14 +120,21 @@ class Collator:
             sequences.append(prompt + target)
             prompt_labels = prompt if self.supervise_prompt else [IGNORE] * len(prompt)
             labels.append([IGNORE if t in self.media_ids else t for t in prompt_labels] + target)
-        width = max(map(len, sequences))
-        pad = self.tokenizer.pad_token_id
-        return {
-            "input_ids": torch.tensor([s + [pad] * (width - len(s)) for s in sequences]),
-            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences]),
-            "labels": torch.tensor([lab + [IGNORE] * (width - len(lab)) for lab in labels]),
-            "media": self._media(items),
-        }
+        return self._right_padded(sequences, labels, items)
+
+    def choice_batch(self, items: list[Item]) -> dict:
+        """One row per (sample, option), in sample then option order: the prompt followed by the option,
+        labelled on the option's tokens only (no ``[eos]``, as lm-evaluation-harness scores a continuation)."""
+        sequences, labels, rows = [], [], []
+        for item in items:
+            prompt = self.prompt_ids(item.sample)
+            for option in item.sample.options:
+                continuation = self._words(option)
+                self._check_length(item.sample, len(prompt) + len(continuation))
+                sequences.append(prompt + continuation)
+                labels.append([IGNORE] * len(prompt) + continuation)
+                rows.append(item)
+        return self._right_padded(sequences, labels, rows)
 
     def generation_batch(self, items: list[Item]) -> dict:
         """Left-padded prompts (generation appends to the right end)."""

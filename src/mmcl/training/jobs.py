@@ -12,7 +12,7 @@ from mmcl.config import Params
 from mmcl.data import TASK_FAMILIES
 from mmcl.data.families import TaskFamily
 from mmcl.data.instructions import INSTRUCTIONS_TASK
-from mmcl.data.records import Sample, read_jsonl, split_path
+from mmcl.data.records import ENCODER_OF, Sample, read_jsonl, split_path
 from mmcl.data.replay import read_replay
 from mmcl.integrity import seal
 from mmcl.io import atomic_path
@@ -49,25 +49,26 @@ def stage_samples(data_dir: Path, stage: Stage, artifacts: dict[str, Path]) -> l
 
 
 def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_dir: Path, log=print) -> None:
-    """Assemble the backbone, pretrain random-init encoders and run stage 0 on the suite's text task
-    (each where the backbone family asks for it)."""
+    """Assemble the backbone, pretrain random-init encoders and run stage 0 on the suite's text tasks
+    (each where the backbone family asks for it; only the encoders the suite's tasks use)."""
     config = params.backbones[backbone]
     family = BACKBONES.get(config.family)(config)
     suite_config = params.suites[suite]
     model, processor = family.assemble(suite_config, data_dir)
     stats = {}
-    if perception := family.encoder_pretraining():
+    used = {ENCODER_OF[task.modality] for task in suite_config.tasks.values() if task.modality in ENCODER_OF}
+    if perception := {m: s for m, s in family.encoder_pretraining().items() if m in used}:
         started = time.perf_counter()
         stats["perception"] = pretrain_encoders(
             model, processor, data_dir, perception, seed=getattr(config, "init_seed", 0), log=log
         )
         stats["perception_seconds"] = round(time.perf_counter() - started, 2)
     stage0 = family.stage0()
-    if stage0 is not None and suite_config.text_task:
+    if stage0 is not None and suite_config.text_tasks:
         set_seed(getattr(config, "init_seed", 0))
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("llm."))
-        samples = load_split(data_dir, [suite_config.text_task], "train")
+        samples = load_split(data_dir, suite_config.text_tasks, "train")
         collator = Collator(
             model.tokenizer,
             model.num_media_tokens,
@@ -85,7 +86,8 @@ def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_di
             precision=params.train.precision,
             checkpoint_every=params.train.checkpoint_every,
         )
-        log(f"stage 0: {len(samples)} text samples of '{suite_config.text_task}', {stage0.steps} steps")
+        tasks = ", ".join(f"'{task}'" for task in suite_config.text_tasks)
+        log(f"stage 0: {len(samples)} text samples of {tasks}, {stage0.steps} steps")
         started = time.perf_counter()
         dataset = InstructionDataset(samples, data_dir, processor)
         result = fit(model, dataset, collator, settings, log=log, resume_dir=resume_path(out_dir))

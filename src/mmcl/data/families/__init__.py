@@ -16,6 +16,12 @@ Corpus = tuple[dict[str, str], dict[str, list[str]]]  # (id -> prediction, id ->
 class TaskFamily:
     metrics: tuple[str, ...] = ()
     primary: str = ""
+    # How evaluation predicts (``mmcl.evaluation.PREDICTORS``): "generate" (greedy decoding) or
+    # "likelihood" (the option the model finds likeliest; the samples carry ``options``).
+    prediction: str = "generate"
+    # The linguistic ability a text-only task of this family measures ("nlu" | "nlg"), for the
+    # linguistic-forgetting metrics (``mmcl.metrics.linguistic``); None: it counts toward neither.
+    linguistic: str | None = None
     scorers: tuple[str, ...] = ()  # the values a task's `metric:` may take; the first is the default
 
     def __init__(self, metric: str | None = None):

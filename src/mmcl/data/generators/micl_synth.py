@@ -13,18 +13,14 @@ sounds (audio) and a shape moving across the canvas (video). This module puts it
   (the base LLM's stage-0 knowledge of the world).
 
 All text is lowercase with punctuation as separate tokens, so ``text.split()`` yields the words.
-Each (task, split) draws from its own RNG stream, seeded by a stable hash of (seed, task, split):
-adding a task leaves the other tasks' bytes unchanged. Test media never repeat a train file.
+Seeded streams, files and perception sets: ``synthetic.SyntheticSuite``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,21 +43,18 @@ from mmcl.data.generators.micl_world import (
     sample_scene,
     sample_sounds,
 )
-from mmcl.data.records import Sample, perception_path, split_path, write_jsonl
-from mmcl.data.vocab import words_of
-from mmcl.io import write_text
+from mmcl.data.generators.synthetic import Drawn, SyntheticSuite, Tagged
+from mmcl.data.records import Sample
 from mmcl.registry import ConfigError
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-SPLITS = ("train", "test")
-MAX_REDRAWS = 1000  # a test sample whose media repeat a train file is drawn again, up to this often
 
 
 def _plural(count: int, noun: str) -> str:
     return noun if count == 1 else noun + "s"
 
 
-def _reference(obj: SceneObject | Motion, rng: np.random.Generator) -> str:
+def refer_to(obj: SceneObject | Motion, rng: np.random.Generator) -> str:
     """A phrase naming exactly one object (objects of a scene differ in colour and in shape)."""
     return pick(rng, (f"the {obj.shape}", f"the {obj.color} {obj.shape}", f"the {obj.color} object"))
 
@@ -137,7 +130,7 @@ def scene_question(scene: Scene, world: WorldConfig, rng: np.random.Generator) -
     kinds = ("color", "shape", "row", "column") + (("count",) if world.max_objects > 1 else ())
     kind = pick(rng, kinds)
     target = pick(rng, scene)
-    ref = _reference(target, rng)
+    ref = refer_to(target, rng)
     if kind == "color":
         return f"what color is the {target.shape} ?", target.color
     if kind == "shape":
@@ -163,7 +156,7 @@ def motion_question(motion: Motion, world: WorldConfig, rng: np.random.Generator
     # Direction is the one thing only video shows: ask about it half of the time.
     kind = pick(rng, ("direction", "direction", "color", "shape"))
     if kind == "direction":
-        return f"which way does {_reference(motion, rng)} move ?", motion.direction
+        return f"which way does {refer_to(motion, rng)} move ?", motion.direction
     if kind == "color":
         return f"what color is the moving {motion.shape} ?", motion.color
     return "what shape is moving ?", motion.shape
@@ -190,7 +183,6 @@ def sounds_tags(sounds: Sounds) -> list[str]:
 
 # One perception set per encoder: video frames go through the image encoder.
 PERCEPTION_TAGS = {"image": scene_tags, "audio": sounds_tags}
-ENCODER_OF = {"image": "image", "video": "image", "audio": "audio"}
 
 
 @dataclass(frozen=True)
@@ -219,17 +211,9 @@ TEXT_SOURCES = ("image", "image", "audio", "video")  # scenes carry the most que
 SUPPORTED = (*((family, m) for family in ("captioning", "qa") for m in MEDIA), ("qa", "text"))
 
 
-def task_rng(seed: int, task: str, split: str) -> np.random.Generator:
-    """An RNG stream of its own per (seed, task, split), from a hash that is stable across runs."""
-    digest = hashlib.sha256(f"micl_synth/{seed}/{task}/{split}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
-
-
 @GENERATORS.register("micl_synth")
-class MiclSynth:
+class MiclSynth(SyntheticSuite):
     """Writes every task of a suite: ``<task>/<split>.jsonl``, ``media/<task>/<split>/*``, ``vocab.txt``."""
-
-    reads_datasets = False  # it generates every task itself
 
     def __init__(self, suite: SuiteConfig):
         for task, config in suite.tasks.items():
@@ -245,7 +229,7 @@ class MiclSynth:
                 f"micl_synth world: references_per_caption must be 1..{CAPTION_TEMPLATES}, got {references}"
             )
         check_world(suite.world)
-        self.suite = suite
+        super().__init__(suite)
 
     def pseudo_qa(self, sample: Sample) -> tuple[str, str]:
         """A question about a captioning sample, and its answer, derived from its first reference caption
@@ -254,102 +238,21 @@ class MiclSynth:
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(sample.id.encode()).digest()[:8], "little"))
         return MEDIA[sample.modality].question(state, self.suite.world, rng)
 
-    def generate(self, out_dir: Path) -> dict:
-        """Write every task of the suite into out_dir and return a summary dict."""
-        started = time.perf_counter()
-        out_dir = Path(out_dir)
-        sizes = {"train": self.suite.sizes.train, "test": self.suite.sizes.test}
-        words: set[str] = set()
-        files = 1  # vocab.txt
-        tasks = {}
-        test_media: set[bytes] = set()
-        for task, config in self.suite.tasks.items():
-            seen: set[bytes] = set()  # after the train split: its media digests, which test must avoid
-            splits = {}
-            for split in SPLITS:
-                samples, seen = self._write_split(task, config, split, sizes[split], out_dir, avoid=seen)
-                if split == "test":
-                    test_media |= seen
-                for sample in samples:
-                    words |= words_of(sample)
-                files += 1 + sum(len(sample.media) for sample in samples)
-                splits[split] = _split_summary(samples)
-            tasks[task] = {"family": config.family, "modality": config.modality, "splits": splits}
-        perception = {}
-        encoders = {ENCODER_OF[c.modality] for c in self.suite.tasks.values() if c.modality in ENCODER_OF}
-        for modality in sorted(encoders) if self.suite.sizes.pretrain else []:
-            perception[modality] = self._write_perception(modality, out_dir, avoid=test_media)
-            files += 1 + perception[modality]
-        write_text(out_dir / "vocab.txt", "".join(f"{word}\n" for word in sorted(words)))
-        return {
-            "tasks": tasks,
-            "perception": perception,
-            "files": files,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-
-    def _write_perception(self, modality: str, out_dir: Path, avoid: set[bytes]) -> int:
-        """Media with their attribute tags (as ``answers``) for pretraining a random-init encoder;
-        none repeats a test file. Returns the number of samples."""
-        kind, size = MEDIA[modality], self.suite.sizes.pretrain
-        rng = task_rng(self.suite.seed, "perception", modality)
-        (out_dir / "media" / "perception" / modality).mkdir(parents=True, exist_ok=True)
-        samples = []
-        for index in range(size):
-            state, data = self._draw(kind, rng, avoid)
-            relative = f"media/perception/{modality}/{index:05d}.{kind.extension}"
-            (out_dir / relative).write_bytes(data)
-            tags = PERCEPTION_TAGS[modality](state)
-            samples.append(Sample(f"perception-{modality}-{index:05d}", "perception", modality, "", tags, [relative]))
-        write_jsonl(perception_path(out_dir, modality), samples)
-        return size
-
-    def _write_split(
-        self, task: str, config: TaskConfig, split: str, size: int, out_dir: Path, avoid: set[bytes]
-    ) -> tuple[list[Sample], set[bytes]]:
-        """Samples of one split (media written, JSONL written) and the digests of its media files."""
-        rng = task_rng(self.suite.seed, task, split)
-        width = max(5, len(str(size - 1)))
-        if config.modality != "text":
-            (out_dir / "media" / task / split).mkdir(parents=True, exist_ok=True)
-        digests: set[bytes] = set()
-        samples = []
-        for index in range(size):
-            name = f"{index:0{width}d}"
-            media = []
-            if config.modality == "text":
-                instruction, answers = self._text_qa(rng)
-            else:
-                data, instruction, answers = self._media_sample(config, rng, avoid)
-                relative = f"media/{task}/{split}/{name}.{MEDIA[config.modality].extension}"
-                (out_dir / relative).write_bytes(data)
-                digests.add(hashlib.sha256(data).digest())
-                media.append(relative)
-            sample_id = f"{task}-{split}-{name}"
-            samples.append(Sample(sample_id, task, config.modality, instruction, answers, media))
-        write_jsonl(split_path(out_dir, task, split), samples)
-        return samples, digests
-
-    def _media_sample(
-        self, config: TaskConfig, rng: np.random.Generator, avoid: set[bytes]
-    ) -> tuple[bytes, str, list[str]]:
-        """Media bytes (not among ``avoid``), instruction and answers of one sample."""
+    def draw(self, task: str, config: TaskConfig, rng: np.random.Generator, avoid: set[bytes]) -> Drawn:
+        if config.modality == "text":
+            return Drawn(*self._text_qa(rng))
         world, kind = self.suite.world, MEDIA[config.modality]
-        state, data = self._draw(kind, rng, avoid)
+        state, data = self.redraw(kind.sample, kind.encode, rng, avoid)
         if config.family == "captioning":
             references = kind.captions(state)[: world.references_per_caption]
-            return data, f"describe the {config.modality} .", references
+            return Drawn(f"describe the {config.modality} .", references, data, kind.extension)
         question, answer = kind.question(state, world, rng)
-        return data, question, [answer]
+        return Drawn(question, [answer], data, kind.extension)
 
-    def _draw(self, kind: MediaKind, rng: np.random.Generator, avoid: set[bytes]) -> tuple[Any, bytes]:
-        """A world state and its media bytes, drawn again while the bytes are among ``avoid``."""
-        for _ in range(MAX_REDRAWS):
-            state = kind.sample(rng, self.suite.world)
-            data = kind.encode(state, self.suite.world, rng)
-            if hashlib.sha256(data).digest() not in avoid:
-                return state, data
-        raise ConfigError("micl_synth: the world is too small for these split sizes (test repeats train)")
+    def perception_sample(self, encoder: str, rng: np.random.Generator, avoid: set[bytes]) -> Tagged:
+        kind = MEDIA[encoder]
+        state, data = self.redraw(kind.sample, kind.encode, rng, avoid)
+        return Tagged(data, kind.extension, PERCEPTION_TAGS[encoder](state))
 
     def _text_qa(self, rng: np.random.Generator) -> tuple[str, list[str]]:
         kind = MEDIA[pick(rng, TEXT_SOURCES)]
@@ -357,12 +260,3 @@ class MiclSynth:
         description = pick(rng, kind.captions(state))  # every paraphrase, to teach them all
         question, answer = kind.question(state, self.suite.world, rng)
         return f"{kind.label} : {description} . question : {question}", [answer]
-
-
-def _split_summary(samples: list[Sample]) -> dict:
-    targets = Counter(" | ".join(sample.answers) for sample in samples)
-    return {
-        "samples": len(samples),
-        "distinct_answers": len(targets),  # distinct answers (QA) or reference sets (captioning)
-        "majority_share": round(max(targets.values()) / len(samples), 4) if samples else 0.0,
-    }

@@ -1,6 +1,6 @@
-"""The micl-synth world: what exists in it and how it looks and sounds.
+"""The world of the embedded benchmarks (micl-synth, llava-synth): what exists in it, how it looks and sounds.
 
-Three kinds of world state, each drawn from a numpy ``Generator`` and encoded to real media bytes:
+Four kinds of world state, each drawn from a numpy ``Generator`` and encoded to real media bytes:
 
 - a **scene** (PNG): 1..``max_objects`` objects on a plain dark background, each in its own cell
   of a 3x3 grid (top/middle/bottom x left/center/right), with a colour and a shape. Objects of one
@@ -10,7 +10,9 @@ Three kinds of world state, each drawn from a numpy ``Generator`` and encoded to
   noise = band noise with a flat spectrum), each with its own pitch (low/mid/high = 300/700/1500
   Hz), one event per equal time slot with gaps of at least 50 ms, over a faint noise floor;
 - a **motion** (animated GIF): one object (colour, shape) travelling left/right/up/down along a
-  lane (a grid row for horizontal motion, a grid column for vertical motion).
+  lane (a grid row for horizontal motion, a grid column for vertical motion);
+- a **sign** (PNG): one short word written in a palette colour with Pillow's built-in bitmap font
+  (exact pixels on every Pillow version) at twice its size, 12x22 px per character, anywhere it fits.
 
 Objects fill most of a grid cell (9 px at 32 px): smaller shapes are not told apart reliably.
 Background shade, placement in the cell, loudness and pitch jitter are random, but every attribute
@@ -27,7 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 import soundfile
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from mmcl.config import WorldConfig
 from mmcl.registry import ConfigError
@@ -59,6 +61,14 @@ RAMP_SECONDS = 0.008  # fade in/out, so onsets do not click
 DIRECTIONS = ("left", "right", "up", "down")
 FRAME_MS = 250
 
+# Three-letter words that share letters with each other (cat/car/cap, pen/pin/pig, ...): reading
+# one takes its letters, not only its outline.
+SIGN_SCALE = 2  # glyphs at 6x11 px are narrower than the tiny encoder's 8 px patches (measured: hardly read)
+SIGN_WORDS = (
+    *("bag", "bat", "bed", "box", "bus", "cap", "car", "cat", "cup", "dog"),
+    *("fan", "hat", "jam", "key", "map", "mop", "pen", "pig", "pin", "sun"),
+)
+
 T = TypeVar("T")
 
 
@@ -75,6 +85,12 @@ class SceneObject:
 
 
 Scene = tuple[SceneObject, ...]
+
+
+@dataclass(frozen=True)
+class Sign:
+    word: str
+    color: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,7 @@ def pick(rng: np.random.Generator, choices: Sequence[T]) -> T:
     return choices[int(rng.integers(len(choices)))]
 
 
-def check_world(world: WorldConfig) -> None:
+def check_world(world: WorldConfig, generator: str = "micl_synth") -> None:
     """Raise ConfigError for world settings the renderers cannot honour."""
     problems = []
     if not 1 <= world.max_objects <= len(SHAPES):
@@ -120,7 +136,7 @@ def check_world(world: WorldConfig) -> None:
     if world.audio_seconds < 0.5:
         problems.append("audio_seconds must be at least 0.5 (four events with gaps)")
     if problems:
-        raise ConfigError("micl_synth world: " + "; ".join(problems))
+        raise ConfigError(f"{generator} world: " + "; ".join(problems))
 
 
 def sample_scene(rng: np.random.Generator, world: WorldConfig) -> Scene:
@@ -148,6 +164,14 @@ def sample_motion(rng: np.random.Generator, world: WorldConfig) -> Motion:
         pick(rng, DIRECTIONS),
         int(rng.integers(GRID)),
     )
+
+
+def sample_sign(rng: np.random.Generator, world: WorldConfig) -> Sign:
+    return Sign(pick(rng, SIGN_WORDS), pick(rng, COLOR_NAMES))
+
+
+def sign_font() -> ImageFont.ImageFont:
+    return ImageFont.load_default_imagefont()
 
 
 def object_pixels(image_size: int) -> int:
@@ -194,6 +218,25 @@ def encode_scene(scene: Scene, world: WorldConfig, rng: np.random.Generator) -> 
         x = _place_in_cell(obj.column, side, size, rng)
         y = _place_in_cell(obj.row, side, size, rng)
         _draw_shape(draw, obj.shape, x, y, side, COLORS[obj.color])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sign_mask(word: str) -> Image.Image:
+    """The word's glyphs as a mode-L mask (255: ink), enlarged SIGN_SCALE times without smoothing."""
+    font = sign_font()
+    _, _, width, height = font.getbbox(word)
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).text((0, 0), word, fill=255, font=font)
+    return mask.resize((width * SIGN_SCALE, height * SIGN_SCALE), Image.Resampling.NEAREST)
+
+
+def encode_sign(sign: Sign, world: WorldConfig, rng: np.random.Generator) -> bytes:
+    size, mask = world.image_size, sign_mask(sign.word)
+    image = Image.new("RGB", (size, size), _background(rng))
+    x, y = int(rng.integers(size - mask.width + 1)), int(rng.integers(size - mask.height + 1))
+    image.paste(COLORS[sign.color], (x, y), mask)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
