@@ -10,6 +10,7 @@ from mmcl.aggregate import aggregate_run
 from mmcl.config import load_params
 from mmcl.io import write_json
 from mmcl.metrics.linguistic import harmonic_mean, linguistic_delta, linguistic_summary
+from mmcl.reports import build_reports
 from mmcl.reports.runs import parse_run
 from mmcl.reports.tidy import summary_frame
 
@@ -107,8 +108,12 @@ def test_run_metrics_of_a_llava_synth_run(llava_scores):
     assert metrics["nlg_delta"] == pytest.approx(40.0)  # 60 - 20
     assert metrics["vl_score_stage1"] == 90.0 and metrics["vl_score_stage2"] == pytest.approx(2 / (1 / 50 + 1 / 80))
     assert [metrics[f"nlg_delta_stage{k}"] for k in (1, 2, 3, 4)] == pytest.approx([20.0, 30.0, 30.0, 40.0])
+    # The run file names each measure's tasks, from which reports take the base model's own scores.
+    assert run["measures"] == {"vl": ["instruct", "vqa", "ocr", "ref"], "nlu": ["text_nlu"], "nlg": ["text_nlg"]}
+    parsed = parse_run(run, "run.json")
+    assert parsed.base_measures == {"vl": 0.0, "nlu": 80.0, "nlg": 60.0}  # the base scores 0 on instruct
     # and summary.csv carries them like every run-level metric
-    summary = summary_frame([parse_run(run, "run.json")]).set_index("metric")
+    summary = summary_frame([parsed]).set_index("metric")
     assert summary.loc["nlg_delta", "mean"] == pytest.approx(40.0)
     assert summary.loc["vl_score_stage2", "n_seeds"] == 1
 
@@ -124,6 +129,28 @@ def test_a_joint_run_has_only_its_final_stage(llava_scores):
     assert run["metrics"]["vl_score"] == run["metrics"]["vl_score_stage4"]
 
 
+def test_aggregated_runs_make_the_study_report(llava_scores, tmp_path):
+    params, base, stages = llava_scores
+    files = []
+    for method, scores in (("finetune", stages), ("joint", stages[-1:])):
+        run = aggregate_run(
+            params, suite="llava-synth", order="ivor", backbone="tiny", method=method, seed=0,
+            stage_scores=scores, zeroshot_scores=base,
+        )  # fmt: skip
+        write_json(tmp_path / f"{method}.json", run)
+        files.append(tmp_path / f"{method}.json")
+    build_reports(files, tmp_path / "reports", method_order=["finetune", "joint"])
+    text = (tmp_path / "reports/llava-synth/ivor/tiny/linguistic.md").read_text()
+    rows = {
+        cells[0]: cells[1:]
+        for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("|"))
+    }
+    vl = f"{4 / (1 / 40 + 1 / 60 + 1 / 30 + 1 / 60):.1f}"  # both end on the last stage's scores
+    assert rows["finetune"] == rows["joint"] == [vl, "30.0", "40.0"]
+    assert rows["base model (scores, not Δ)"] == ["0.0", "80.0", "60.0"]  # H(0, 10, 5, 10) = 0
+    assert (tmp_path / "reports/llava-synth/ivor/nlg_delta_by_backbone.png").is_file()
+
+
 def test_suites_without_nlu_or_nlg_tasks_get_no_linguistic_metrics(params_file, tmp_path):
     params = load_params(params_file())
     suite = params.suites["micl-synth"]
@@ -135,3 +162,4 @@ def test_suites_without_nlu_or_nlg_tasks_get_no_linguistic_metrics(params_file, 
         stage_scores=stages, zeroshot_scores=base,
     )  # fmt: skip
     assert not [key for key in run["metrics"] if key.startswith(("vl_score", "nlu", "nlg"))]
+    assert "measures" not in run and not parse_run(run, "run.json").is_linguistic

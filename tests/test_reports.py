@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 import struct
 from pathlib import Path
 
@@ -92,13 +93,18 @@ def all_runs() -> list[dict]:
     return [sequential_run(method, seed) for method, seed in BASES] + [joint_run()]
 
 
-def write_inputs(directory: Path) -> tuple[list[Path], dict[str, Path]]:
+def write_runs(directory: Path, runs: list[dict]) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for run in all_runs():
-        path = directory / f"{run['method']}_seed{run['seed']}.json"
+    for run in runs:
+        path = directory / f"{run['backbone']}_{run['method']}_seed{run['seed']}.json"
         path.write_text(json.dumps(run))
         paths.append(path)
+    return paths
+
+
+def write_inputs(directory: Path) -> tuple[list[Path], dict[str, Path]]:
+    paths = write_runs(directory, all_runs())
     baseline = directory / "baseline.json"
     baseline.write_text(json.dumps(BASELINE))
     return paths, {SUITE: baseline}
@@ -360,3 +366,181 @@ def test_groups_method_order_and_single_seed_tables(tmp_path):
     assert list(read_csv(small / "table.csv")[0])[:3] == ["method", "n_seeds", "image_cap (CIDEr)"]
     index = (tmp_path / "out" / "index.md").read_text()
     assert f"{SUITE}/{ORDER}/small/table.md" in index and f"{GROUP.as_posix()}/table.md" in index
+
+
+# --- Suites with linguistic measures (the continual-LLaVA study): two backbones, two methods, two seeds ---
+
+L_SUITE, L_ORDER = "llava-synth", "ivor"
+L_TASKS = ["instruct", "vqa"]
+L_BACKBONES = ["tiny-s", "tiny-m"]  # the grid's (size) order; alphabetically the other way round
+L_METHODS = ["finetune", "msgm"]
+# How much a run forgets (points of NLG after the last stage); every number of the run derives from it.
+L_FORGET = {
+    ("tiny-s", "finetune", 0): 10.0,
+    ("tiny-s", "finetune", 1): 14.0,
+    ("tiny-s", "msgm", 0): 4.0,
+    ("tiny-s", "msgm", 1): 7.0,
+    ("tiny-m", "finetune", 0): 6.0,
+    ("tiny-m", "finetune", 1): 9.0,
+    ("tiny-m", "msgm", 0): 1.0,
+    ("tiny-m", "msgm", 1): -2.0,
+}
+L_BASE = {"vl": 10.0, "nlu": 60.0, "nlg": 50.0}  # the base model: 10 on both VL tasks
+
+
+def linguistic_values(f: float, stage: int) -> dict[str, float]:
+    """A run's VL score and deltas after 1-based ``stage``: VL 80 - 10 per later stage - f, Δ growing to f."""
+    return {"vl_score": 90.0 - 10 * stage - f, "nlu_delta": f / 4 * stage, "nlg_delta": f / 2 * stage}
+
+
+def linguistic_run(backbone: str, method: str, seed: int) -> dict:
+    f = L_FORGET[(backbone, method, seed)]
+    metrics = {}
+    accuracy = []
+    for stage in (1, 2):
+        values = linguistic_values(f, stage)
+        metrics |= {f"{name}_stage{stage}": value for name, value in values.items()}
+        vl = values["vl_score"]  # both VL tasks score it once trained, so their harmonic mean is it too
+        nlu, nlg = L_BASE["nlu"] - values["nlu_delta"], L_BASE["nlg"] - values["nlg_delta"]
+        accuracy.append([vl, vl if stage == 2 else 10.0, nlu, nlg])
+    metrics |= linguistic_values(f, 2) | {"last_acc": accuracy[-1][0], "forgetting": 0.0}
+    return {
+        "suite": L_SUITE,
+        "order": L_ORDER,
+        "backbone": backbone,
+        "method": method,
+        "seed": seed,
+        "tasks": L_TASKS,
+        "eval_tasks": [*L_TASKS, "text_nlu", "text_nlg"],
+        "families": {"instruct": "qa", "vqa": "qa", "text_nlu": "multiple_choice", "text_nlg": "last_word"},
+        "primary_metric": dict.fromkeys([*L_TASKS, "text_nlu", "text_nlg"], "accuracy"),
+        "stages": L_TASKS,
+        "matrix": {"accuracy": accuracy},
+        "zeroshot": {"accuracy": [10.0, 10.0, L_BASE["nlu"], L_BASE["nlg"]]},
+        "metrics": metrics,
+        "measures": {"vl": L_TASKS, "nlu": ["text_nlu"], "nlg": ["text_nlg"]},
+    }
+
+
+def linguistic_runs() -> list[dict]:
+    return [linguistic_run(*key) for key in L_FORGET]
+
+
+def by_hand(backbone: str, method: str, name: str, stage: int = 2) -> str:
+    """``mean ± std`` over the two seeds, as the table prints it."""
+    values = [linguistic_values(L_FORGET[(backbone, method, seed)], stage)[name] for seed in (0, 1)]
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+@pytest.fixture(scope="module")
+def linguistic_files(tmp_path_factory) -> list[Path]:
+    return write_runs(tmp_path_factory.mktemp("llava-runs"), linguistic_runs())
+
+
+@pytest.fixture(scope="module")
+def linguistic_built(linguistic_files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("llava-reports")
+    build_reports(linguistic_files, out, method_order=L_METHODS, backbone_order=L_BACKBONES)
+    return out
+
+
+def test_linguistic_table_per_backbone(linguistic_built):
+    for backbone in L_BACKBONES:
+        text = (linguistic_built / L_SUITE / L_ORDER / backbone / "linguistic.md").read_text()
+        assert text.startswith(f"# Linguistic forgetting · llava-synth · order ivor · backbone {backbone} · 2 seeds")
+        rows = table_rows(text)
+        assert rows["Method"] == ["VL score", "NLU Δ", "NLG Δ"]
+        assert list(rows) == ["Method", *L_METHODS, "base model (scores, not Δ)"]
+        for method in L_METHODS:
+            expected = [by_hand(backbone, method, name) for name in ("vl_score", "nlu_delta", "nlg_delta")]
+            assert rows[method] == expected, (backbone, method)
+        assert rows["base model (scores, not Δ)"] == ["10.0", "60.0", "50.0"]
+        assert "positive = forgetting" in text
+    # e.g. tiny-m msgm: NLG Δ 1 and -2 -> -0.5 ± 2.1 (it got better on average)
+    assert by_hand("tiny-m", "msgm", "nlg_delta") == "-0.5 ± 2.1"
+
+
+def test_linguistic_csv_and_latex(linguistic_built):
+    directory = linguistic_built / L_SUITE / L_ORDER / "tiny-s"
+    rows = {r["method"]: r for r in read_csv(directory / "linguistic.csv")}
+    assert float(rows["finetune"]["NLG Δ mean"]) == 12.0  # seeds 10, 14
+    assert float(rows["finetune"]["NLG Δ std"]) == pytest.approx(math.sqrt(8), abs=1e-4)
+    assert float(rows["base model (scores, not Δ)"]["NLU Δ mean"]) == 60.0
+    tex = (directory / "linguistic.tex").read_text()
+    assert "\\label{tab:llava-synth-ivor-tiny-s-linguistic}" in tex
+    assert (
+        "Linguistic forgetting: suite llava-synth" in tex and "& VL score & NLU $\\Delta$ & NLG $\\Delta$ \\\\" in tex
+    )
+
+
+def test_linguistic_figures_and_index(linguistic_built):
+    order_dir = linguistic_built / L_SUITE / L_ORDER
+    figures = [order_dir / "nlg_delta_by_backbone.png"] + [order_dir / b / "linguistic_stages.png" for b in L_BACKBONES]
+    for figure in figures:
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    index = (linguistic_built / "index.md").read_text()
+    assert "## Linguistic forgetting" in index
+    for backbone in L_BACKBONES:
+        for name in ("linguistic.md", "linguistic.csv", "linguistic.tex", "linguistic_stages.png"):
+            assert f"]({L_SUITE}/{L_ORDER}/{backbone}/{name})" in index
+    assert f"]({L_SUITE}/{L_ORDER}/nlg_delta_by_backbone.png)" in index
+
+
+def test_summary_csv_has_the_linguistic_metrics(linguistic_built):
+    summary = {
+        (r["suite"], r["backbone"], r["method"], r["metric"]): r for r in read_csv(linguistic_built / "summary.csv")
+    }
+    row = summary[(L_SUITE, "tiny-s", "finetune", "nlg_delta")]
+    assert (float(row["mean"]), float(row["std"]), row["n_seeds"]) == (12.0, pytest.approx(math.sqrt(8)), "2")
+    assert float(summary[(L_SUITE, "tiny-m", "msgm", "vl_score")]["mean"]) == 70.5  # 70 - 1, 70 + 2
+    assert float(summary[(L_SUITE, "tiny-s", "msgm", "nlu_delta_stage1")]["mean"]) == 1.375  # (1 + 1.75) / 2
+
+
+def test_nlg_by_backbone_follows_the_grid_order(linguistic_files):
+    from mmcl.reports.linguistic_figures import nlg_by_backbone_figure
+    from mmcl.reports.runs import load_runs
+
+    runs = load_runs(linguistic_files)
+    ax = nlg_by_backbone_figure(runs, L_BACKBONES, L_METHODS).axes[0]
+    assert [label.get_text() for label in ax.get_xticklabels()] == L_BACKBONES
+    lines = {container.get_label(): container.lines[0] for container in ax.containers}
+    assert list(lines) == L_METHODS
+    assert list(lines["finetune"].get_ydata()) == [12.0, 7.5]  # tiny-s: 10, 14; tiny-m: 6, 9
+    # One backbone: a single x position, still drawn.
+    single = nlg_by_backbone_figure([run for run in runs if run.backbone == "tiny-m"], ["tiny-m"], L_METHODS)
+    assert [label.get_text() for label in single.axes[0].get_xticklabels()] == ["tiny-m"]
+    assert list(single.axes[0].containers[1].lines[0].get_ydata()) == [-0.5]
+
+
+def test_stage_curves_are_seed_means_per_stage(linguistic_files):
+    from mmcl.reports.linguistic_figures import stage_curves_figure
+    from mmcl.reports.runs import load_runs, parse_run
+
+    # A joint run (values after the last stage only), first in the list: the x axis is still the stages.
+    joint = linguistic_run("tiny-s", "finetune", 0) | {"method": "joint", "stages": ["joint"]}
+    joint["matrix"] = {"accuracy": joint["matrix"]["accuracy"][-1:]}
+    joint["metrics"] = {name: value for name, value in joint["metrics"].items() if not name.endswith("_stage1")}
+    runs = [parse_run(joint, "joint.json")] + [run for run in load_runs(linguistic_files) if run.backbone == "tiny-s"]
+    axes = stage_curves_figure(runs, [*L_METHODS, "joint"]).axes
+    assert [ax.get_title() for ax in axes] == ["VL score", "NLU Δ", "NLG Δ"]
+    nlg = {
+        line.get_label(): list(line.get_ydata()) for line in axes[2].get_lines() if not line.get_label().startswith("_")
+    }
+    # f/2 after stage 1, f after stage 2
+    assert nlg == {"finetune": [6.0, 12.0], "msgm": [2.75, 5.5], "joint": [pytest.approx(math.nan, nan_ok=True), 10.0]}
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["1: instruct", "2: vqa"]
+
+
+def test_linguistic_build_is_deterministic(linguistic_built, linguistic_files, tmp_path):
+    build_reports(list(reversed(linguistic_files)), tmp_path, method_order=L_METHODS, backbone_order=L_BACKBONES)
+    files = sorted(p.relative_to(linguistic_built) for p in linguistic_built.rglob("*.*"))
+    assert len(files) == 4 + 2 * (3 + 4 + 2 + 3 + 1) + 1  # top-level 4; per backbone table, 4 heatmaps,
+    # 2 curves, linguistic table, stage figure; one NLG Δ-by-backbone figure
+    for rel in files:
+        assert (linguistic_built / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+def test_suites_without_linguistic_measures_get_no_linguistic_report(built):
+    out, _ = built
+    assert not [p for p in out.rglob("*") if "linguistic" in p.name or "nlg" in p.name]
+    assert "Linguistic" not in (out / "index.md").read_text()

@@ -6,7 +6,7 @@ over the order's QA tasks on the ``accuracy`` matrix, ``_cider`` over its captio
 ``cider`` matrix; see ``mmcl.metrics.continual`` for the formulas. Suites with NLU or NLG text tasks
 (text-only tasks whose family has a ``linguistic`` measure) also get the VL score and the linguistic
 deltas, after every stage and after the last (``mmcl.metrics.linguistic``), each task in its primary
-metric.
+metric; their run files also name the tasks of each measure (``measures``: ``vl``, ``nlu``, ``nlg``).
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def aggregate_run(
         ]
         for measure in MEASURES
     }
+    record = {}
     if any(measures.values()):
         vl = [j for j, t in enumerate(tasks) if kinds[t].modality != "text"]
         # Row k of a sequential run (and of the untrained one) follows stage k + 1; a joint run's one row
@@ -96,6 +97,9 @@ def aggregate_run(
         trained = [[j for j in vl if j < number] for number in numbers]
         base = _nan([_primary(zeroshot, eval_tasks)])[0]
         summary.update(linguistic_summary(primary, base, trained, measures, numbers))
+        # The tasks behind each harmonic mean, so that reports can show the base model's own scores.
+        columns = {"vl": vl} | {name: js for name, js in measures.items() if js}
+        record["measures"] = {name: [eval_tasks[j] for j in js] for name, js in columns.items()}
     return {
         "suite": suite,
         "order": order,
@@ -110,4 +114,5 @@ def aggregate_run(
         "matrix": matrix,
         "zeroshot": baseline,
         "metrics": summary,
+        **record,
     }

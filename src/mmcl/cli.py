@@ -184,6 +184,7 @@ def cmd_report(args) -> None:
         Path(args.out),
         method_order=params.grid.methods,
         baselines={suite: Path(path) for suite, path in references.items()},
+        backbone_order=params.grid.backbones,
     )
     print(f"report written to {args.out}/index.md")
 

@@ -7,6 +7,12 @@ Layout under ``out_dir``::
     <suite>/<order>/<backbone>/heatmaps/<method>_seed<seed>.png
     <suite>/<order>/<backbone>/curves/<method>.csv
 
+and for suites with linguistic measures (NLU/NLG text tasks; the continual-LLaVA study)::
+
+    <suite>/<order>/<backbone>/linguistic.{md,csv,tex}
+    <suite>/<order>/<backbone>/linguistic_stages.png
+    <suite>/<order>/nlg_delta_by_backbone.png      (suites with NLG tasks)
+
 Each (suite, order, backbone) directory is replaced as a whole, so a method or seed dropped from the
 grid leaves no stale heatmap behind; top-level directories of groups no longer built are left alone.
 """
@@ -20,9 +26,11 @@ from pathlib import Path
 import pandas as pd
 
 from mmcl.io import atomic_path, read_json, write_json, write_text
-from mmcl.reports.figures import save_heatmap
-from mmcl.reports.runs import Run, group_runs, load_runs, ordered_methods
-from mmcl.reports.tables import build_table, to_csv, to_latex, to_markdown
+from mmcl.reports.figures import heatmap_figure, save_png
+from mmcl.reports.linguistic import build_linguistic_table
+from mmcl.reports.linguistic_figures import nlg_by_backbone_figure, stage_curves_figure
+from mmcl.reports.runs import Run, group_runs, in_order, load_runs
+from mmcl.reports.tables import MethodTable, build_table, to_csv, to_latex, to_markdown
 from mmcl.reports.tidy import curves_frame, metrics_tree, results_frame, summary_frame
 
 Group = tuple[str, str, str]
@@ -41,26 +49,82 @@ def frame_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-def write_group(
-    directory: Path, runs: Sequence[Run], baseline: dict | None, method_order: Sequence[str] | None
-) -> None:
-    """Table files, per-run heatmaps and per-method curves of one (suite, order, backbone)."""
-    table = build_table(runs, baseline, method_order)
+def write_table(directory: Path, stem: str, table: MethodTable) -> None:
+    write_text(directory / f"{stem}.md", to_markdown(table))
+    write_text(directory / f"{stem}.csv", to_csv(table))
+    write_text(directory / f"{stem}.tex", to_latex(table))
+
+
+def write_group(directory: Path, runs: Sequence[Run], baseline: dict | None, methods: Sequence[str]) -> None:
+    """Table files, per-run heatmaps and per-method curves of one (suite, order, backbone).
+
+    ``methods``: every method of the report, in order (rows and figure colours follow it).
+    """
+    table = build_table(runs, baseline, methods)
     with atomic_path(directory) as tmp:
         tmp.mkdir()
-        write_text(tmp / "table.md", to_markdown(table))
-        write_text(tmp / "table.csv", to_csv(table))
-        write_text(tmp / "table.tex", to_latex(table))
+        write_table(tmp, "table", table)
         for run in runs:
-            save_heatmap(run, tmp / "heatmaps" / f"{safe_name(run.method)}_seed{run.seed}.png")
-        for method in ordered_methods((run.method for run in runs), method_order):
+            save_png(heatmap_figure(run), tmp / "heatmaps" / f"{safe_name(run.method)}_seed{run.seed}.png")
+        for method in in_order((run.method for run in runs), methods):
             sequential = [run for run in runs if run.method == method and not run.is_joint]
             if sequential:
                 write_text(tmp / "curves" / f"{safe_name(method)}.csv", frame_csv(curves_frame(sequential)))
+        if runs[0].is_linguistic:
+            write_table(tmp, "linguistic", build_linguistic_table(runs, methods))
+            save_png(stage_curves_figure(runs, methods), tmp / "linguistic_stages.png")
 
 
-def index_markdown(groups: Sequence[Group]) -> str:
-    """The page the README points to: links to every table and to the machine-readable files."""
+def write_backbone_figures(
+    out_dir: Path, groups: dict[Group, list[Run]], methods: Sequence[str], backbone_order: Sequence[str] | None
+) -> list[Path]:
+    """NLG Δ against backbone, one figure per (suite, order) with NLG tasks; returns their paths in out_dir."""
+    by_order: dict[tuple[str, str], list[Run]] = {}
+    for (suite, order, _), members in groups.items():
+        if "nlg" in members[0].measures:
+            by_order.setdefault((suite, order), []).extend(members)
+    written = []
+    for (suite, order), runs in by_order.items():
+        backbones = in_order((run.backbone for run in runs), backbone_order)
+        path = Path(safe_name(suite), safe_name(order), "nlg_delta_by_backbone.png")
+        save_png(nlg_by_backbone_figure(runs, backbones, methods), out_dir / path)
+        written.append(path)
+    return written
+
+
+def linguistic_index(groups: Sequence[Group], backbone_figures: Sequence[Path]) -> list[str]:
+    """The index section of the continual-LLaVA study's tables and figures."""
+    lines = [
+        "",
+        "## Linguistic forgetting",
+        "",
+        "Suites with NLU/NLG text tasks: per method, the VL score (harmonic mean over the VL tasks) and the "
+        "NLU/NLG Δ (base model − after the final stage, in points; positive = forgetting), with the base "
+        "model's own scores as a reference row; and the same after every stage (figure).",
+        "",
+        "| Suite | Order | Backbone | Table | CSV | LaTeX | Per stage |",
+        "|:--|:--|:--|:--|:--|:--|:--|",
+    ]
+    for group in groups:
+        base = group_dir(group).as_posix()
+        lines.append(
+            f"| {' | '.join(group)} | [linguistic.md]({base}/linguistic.md) "
+            f"| [linguistic.csv]({base}/linguistic.csv) | [linguistic.tex]({base}/linguistic.tex) "
+            f"| [linguistic_stages.png]({base}/linguistic_stages.png) |"
+        )
+    if backbone_figures:
+        links = ", ".join(f"[{path.parent.as_posix()}]({path.as_posix()})" for path in backbone_figures)
+        lines += ["", f"NLG Δ after the final stage against backbone size, per suite/order: {links}."]
+    return lines
+
+
+def index_markdown(
+    groups: Sequence[Group], linguistic: Sequence[Group] = (), backbone_figures: Sequence[Path] = ()
+) -> str:
+    """The page the README points to: links to every table and to the machine-readable files.
+
+    ``linguistic``: the groups with linguistic tables, ``backbone_figures`` the NLG Δ figures (relative paths).
+    """
     lines = [
         "# mmcl reports",
         "",
@@ -80,6 +144,10 @@ def index_markdown(groups: Sequence[Group]) -> str:
         "",
         "Each table's directory also holds every run's accuracy-matrix heatmap (`heatmaps/`) and "
         "per-method learning curves (`curves/`).",
+    ]
+    if linguistic:
+        lines += linguistic_index(linguistic, backbone_figures)
+    lines += [
         "",
         "Machine-readable: [results.csv](results.csv) (every matrix cell of every run), "
         "[summary.csv](summary.csv) (run-level metrics, mean/std over seeds), "
@@ -93,13 +161,15 @@ def build_reports(
     out_dir: Path,
     method_order: list[str] | None = None,
     baselines: dict[str, Path] | None = None,
+    backbone_order: list[str] | None = None,
 ) -> dict:
     """Write every report under out_dir (normally `reports/`); return metrics dict (also written).
 
-    ``method_order`` orders table rows and ``metrics.json`` (methods not in it follow alphabetically);
-    ``baselines`` maps a suite to its most-common-predictor scores, shown as a reference row. The
-    returned dict is what ``metrics.json`` holds: ``{suite: {order: {backbone: {method: {metric:
-    mean over seeds}}}}}`` with undefined values as None.
+    ``method_order`` orders table rows and ``metrics.json`` (methods not in it follow alphabetically),
+    ``backbone_order`` the x axis of the NLG Δ-by-backbone figures (the same way); ``baselines`` maps a
+    suite to its most-common-predictor scores, shown as a reference row. The returned dict is what
+    ``metrics.json`` holds: ``{suite: {order: {backbone: {method: {metric: mean over seeds}}}}}`` with
+    undefined values as None.
     """
     if not run_files:
         raise ValueError("build_reports needs at least one run file")
@@ -111,9 +181,12 @@ def build_reports(
     groups = group_runs(runs)
     suites = {suite for suite, _, _ in groups}
     loaded_baselines = {suite: read_json(path) for suite, path in (baselines or {}).items() if suite in suites}
+    methods = in_order((run.method for run in runs), method_order)
     for group, members in groups.items():
-        write_group(out_dir / group_dir(group), members, loaded_baselines.get(group[0]), method_order)
+        write_group(out_dir / group_dir(group), members, loaded_baselines.get(group[0]), methods)
+    linguistic = {group: members for group, members in groups.items() if members[0].is_linguistic}
+    backbone_figures = write_backbone_figures(out_dir, linguistic, methods, backbone_order)
     metrics = metrics_tree(summary, method_order)
     write_json(out_dir / "metrics.json", metrics)
-    write_text(out_dir / "index.md", index_markdown(list(groups)))
+    write_text(out_dir / "index.md", index_markdown(list(groups), list(linguistic), backbone_figures))
     return metrics

@@ -1,4 +1,7 @@
-"""Accuracy-matrix heatmaps, drawn on a bare Agg ``Figure`` (no pyplot: no display, no global state)."""
+"""Accuracy-matrix heatmaps, drawn on a bare Agg ``Figure`` (no pyplot: no display, no global state).
+
+Every report figure is written with :func:`save_png`.
+"""
 
 from __future__ import annotations
 
@@ -68,8 +71,7 @@ def heatmap_figure(run: Run) -> Figure:
     return fig
 
 
-def save_heatmap(run: Run, path: Path) -> None:
-    """Write the heatmap PNG atomically, without the timestamp/version metadata that breaks byte-identity."""
-    fig = heatmap_figure(run)
+def save_png(fig: Figure, path: Path) -> None:
+    """Write a figure's PNG atomically, without the timestamp/version metadata that breaks byte-identity."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mmcl.io import read_json
+from mmcl.metrics.linguistic import harmonic_mean
 
 NAN = float("nan")
 JOINT = "joint"  # the single stage name of a joint (multitask) run
@@ -43,6 +44,10 @@ class Run:
     stages: tuple[str, ...]  # task trained at each stage (matrix rows); ("joint",) for a joint run
     matrix: dict[str, np.ndarray]  # metric -> (stage, eval_task) scores, NaN where not applicable
     metrics: dict[str, float]
+    # Suites with linguistic measures: the tasks of each (vl, nlu, nlg) and the base model's harmonic
+    # mean over them, in primary metrics; both empty for other suites.
+    measures: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    base_measures: dict[str, float] = field(default_factory=dict)
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -66,6 +71,10 @@ class Run:
     def report_tasks(self) -> tuple[str, ...]:
         """Table and heatmap columns: the training sequence, then the tasks outside it."""
         return self.tasks + self.extra_tasks
+
+    @property
+    def is_linguistic(self) -> bool:
+        return bool(self.measures)
 
     def tasks_of(self, family: str) -> list[str]:
         return [t for t in self.tasks if self.families.get(t) == family]
@@ -98,6 +107,12 @@ def parse_run(data: dict, source: str) -> Run:
     missing = [t for t in data["tasks"] if t not in eval_tasks]
     if missing:
         raise ValueError(f"{source}: trained tasks {missing} are missing from eval_tasks")
+    measures = {name: tuple(names) for name, names in data.get("measures", {}).items()}
+    primary = dict(data["primary_metric"])
+    base_measures = {
+        name: harmonic_mean(to_float(data["zeroshot"][primary[t]][eval_tasks.index(t)]) for t in names)
+        for name, names in measures.items()
+    }
     return Run(
         suite=str(data["suite"]),
         order=str(data["order"]),
@@ -107,10 +122,12 @@ def parse_run(data: dict, source: str) -> Run:
         tasks=tuple(data["tasks"]),
         eval_tasks=eval_tasks,
         families=dict(data["families"]),
-        primary_metric=dict(data["primary_metric"]),
+        primary_metric=primary,
         stages=stages,
         matrix=matrix,
         metrics={name: to_float(v) for name, v in data["metrics"].items()},
+        measures=measures,
+        base_measures=base_measures,
     )
 
 
@@ -125,10 +142,10 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
     return sorted(runs, key=lambda r: r.key)
 
 
-def ordered_methods(methods: Iterable[str], method_order: Sequence[str] | None) -> list[str]:
-    """Methods in ``method_order`` (those present), then any others alphabetically."""
-    present = set(methods)
-    known = [m for m in dict.fromkeys(method_order or []) if m in present]
+def in_order(names: Iterable[str], order: Sequence[str] | None) -> list[str]:
+    """The distinct names in ``order`` (those present), then any others alphabetically."""
+    present = set(names)
+    known = [m for m in dict.fromkeys(order or []) if m in present]
     return known + sorted(present - set(known))
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mmcl.reports.runs import CAPTIONING, NAN, QA, Run, mean_or_nan, ordered_methods
+from mmcl.reports.runs import CAPTIONING, NAN, QA, Run, in_order, mean_or_nan
 
 RESULTS_COLUMNS = [
     "suite",
@@ -94,7 +94,7 @@ def forgetting_reduction(runs: Sequence[Run], baseline: Sequence[Run]) -> float:
 
 def metrics_tree(summary: pd.DataFrame, method_order: Sequence[str] | None) -> dict:
     """``{suite: {order: {backbone: {method: {metric: mean}}}}}`` with methods in ``method_order``."""
-    rank = {m: i for i, m in enumerate(ordered_methods(summary["method"], method_order))}
+    rank = {m: i for i, m in enumerate(in_order(summary["method"], method_order))}
     ordered = summary.sort_values(
         ["suite", "order", "backbone", "method", "metric"],
         key=lambda col: col.map(rank) if col.name == "method" else col,
