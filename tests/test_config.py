@@ -120,3 +120,36 @@ def test_validate_config_command(params_file):
         text=True,
     )
     assert bad.returncode == 2 and "train.stpes" in bad.stderr
+
+
+def test_paper_configuration_extends_params_yaml(repo_root, tmp_path):
+    """workflow/presets/*.yaml: params.yaml plus what the paper changes, merged key by key."""
+    params = load_params(repo_root / "workflow/presets/moincl-real.yaml")
+    assert params.grid.suite == "micl-real" and params.grid.seeds == [0, 1, 2]
+    lora = params.methods["lora"]
+    assert (lora.r, lora.alpha, lora.dropout, lora.target_modules, lora.lr) == (8, 32, 0.1, ["q_proj", "v_proj"], 1e-5)
+    assert params.methods["moincl_ikd"].ikd.instructions == "downloads/natural-instructions/tasks"
+    assert params.methods["moincl_ikd"].ptgm.enabled is False  # kept from params.yaml
+    assert params.train.weight_decay == 0.05 and params.train.schedule == "cosine"  # replaced; kept
+    assert params.suites["micl-synth"].tasks  # every section of params.yaml is still there
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"extends: {repo_root / 'params.yaml'}\ntrain: {{stpes: 3}}\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml \(extending .*params.yaml\): train.stpes: .*'steps'"):
+        load_params(typo)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere.yaml: no such file; .*fix `extends` in .*missing.yaml"):
+        load_params(missing)
+
+
+def test_paper_configuration_reports_to_its_own_directory(repo_root):
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--config", "params=workflow/presets/moincl-real.yaml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "reports/moincl-real/index.md" in result.stdout
+    assert "reports/index.md" not in result.stdout

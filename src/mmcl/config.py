@@ -171,6 +171,8 @@ class Params:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     presets: dict[str, GridConfig] = field(default_factory=dict)  # named grids: one per paper table
+    # A paper's configuration file names the params file it starts from (relative to itself); see load_params.
+    extends: str | None = None
     path: str = "params.yaml"  # where these params were read from (set by load_params)
     preset: str | None = None  # the preset whose grid replaced `grid` (set by load_params)
 
@@ -187,13 +189,20 @@ class Params:
     def fingerprint(self, *sections: str) -> str:
         """Short hash of the named sections (dotted paths), for rerun triggers and artifact keys."""
         plain = self.resolved()
-        picked = {}
-        for section in sections:
-            node = plain
-            for part in section.split("."):
-                node = node[part]
-            picked[section] = node
-        return digest(picked)
+        return digest({section: _lookup(plain, section) for section in sections})
+
+
+def _lookup(node: dict, dotted: str) -> Any:
+    """The value at a dotted path whose keys may contain dots themselves (a backbone `llama-3.2-1b`)."""
+    parts = dotted.split(".")
+    start = 0
+    while start < len(parts):
+        # the longest key that matches here, so that `backbones.llama-3.2-1b` finds its entry
+        end = next((e for e in range(len(parts), start, -1) if ".".join(parts[start:e]) in node), None)
+        if end is None:
+            raise KeyError(f"{dotted}: no key {'.'.join(parts[start:])!r} here")
+        node, start = node[".".join(parts[start:end])], end
+    return node
 
 
 def digest(obj: Any) -> str:
@@ -369,44 +378,57 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None,
     from mmcl.models import BACKBONES
 
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(
-            f"{path}: no such file; run from the project root or pass --params PATH (snakemake: --config params=PATH)"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or " ".join(str(err).split())
-        raise ConfigError(f"{path}: {where}not valid YAML ({problem}); fix the syntax there") from None
+    raw = _read_yaml(path, "run from the project root or pass --params PATH (snakemake: --config params=PATH)")
+    where = str(path)
+    if isinstance(raw, dict) and raw.get("extends") is not None:
+        # A paper's configuration: the file it extends, with this file's sections merged over it (mappings
+        # key by key, lists and values replaced). Errors name both files, as a key may come from either.
+        base = path.parent / str(raw["extends"])
+        fix = f"`extends` is a path relative to {path.parent}/; fix `extends` in {path}"
+        base_raw = _read_yaml(base, fix)
+        if not isinstance(base_raw, dict) or base_raw.get("extends") is not None:
+            raise ConfigError(f"{path}: extends: {base} must be a params file that extends nothing")
+        raw = OmegaConf.to_container(OmegaConf.merge(base_raw, raw), resolve=True)
+        where = f"{path} (extending {base})"
     if overrides:
         raw = OmegaConf.to_container(OmegaConf.merge(raw, overrides), resolve=True)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raise ConfigError(f"{where}: the top level must be a mapping of sections")
 
     fields = Params.__dataclass_fields__
     sections = [f for f in fields if f != "path"]
     for key, value in raw.items():
         if key not in sections:
             hint = closest(key, sections) or f"; sections: {', '.join(sections)}"
-            raise ConfigError(f"{path}: {key}: unknown section{hint}")
-        if not isinstance(value, dict | None):
-            raise ConfigError(f"{path}: {key}: expected a mapping of settings (key: value), got {value!r}")
+            raise ConfigError(f"{where}: {key}: unknown section{hint}")
+        if key != "extends" and not isinstance(value, dict | None):
+            raise ConfigError(f"{where}: {key}: expected a mapping of settings (key: value), got {value!r}")
 
     plain = {k: v for k, v in raw.items() if k not in ("backbones", "methods", "datasets")}
-    params: Params = _structured(Params, plain, "", str(path))
+    params: Params = _structured(Params, plain, "", where)
     params.path = str(path)
-    params.methods = _typed_entries(raw.get("methods"), "type", METHODS, MethodConfig, "methods", str(path))
-    params.backbones = _typed_entries(raw.get("backbones"), "family", BACKBONES, BackboneConfig, "backbones", str(path))
-    params.datasets = _dataset_entries(raw.get("datasets"), SOURCES, str(path))
-    _cross_check(params, str(path), GENERATORS, TASK_FAMILIES)
-    _check_datasets(params, str(path), GENERATORS, SOURCES)
-    _check_ranges(params, "", str(path))
+    params.methods = _typed_entries(raw.get("methods"), "type", METHODS, MethodConfig, "methods", where)
+    params.backbones = _typed_entries(raw.get("backbones"), "family", BACKBONES, BackboneConfig, "backbones", where)
+    params.datasets = _dataset_entries(raw.get("datasets"), SOURCES, where)
+    _cross_check(params, where, GENERATORS, TASK_FAMILIES)
+    _check_datasets(params, where, GENERATORS, SOURCES)
+    _check_ranges(params, "", where)
     if preset is not None:
-        _check_name(preset, params.presets, "presets", "preset", str(path))
+        _check_name(preset, params.presets, "presets", "preset", where)
         params.grid, params.preset = params.presets[preset], preset
     return params
+
+
+def _read_yaml(path: Path, fix: str) -> Any:
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file; {fix}")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ConfigError(f"{path}: {where}not valid YAML ({problem}); fix the syntax there") from None
 
 
 def _check_once(items: list, i: int, key: str, path: str) -> None:
@@ -490,8 +512,10 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
 
     for where, grid in (("grid", params.grid), *((f"presets.{name}", g) for name, g in params.presets.items())):
         _check_grid(params, grid, where, path)
+    # Any suite's task: the step counts tuned for one suite stay valid while a grid runs another.
+    every_task = {task for suite in params.suites.values() for task in suite.tasks}
     for task in params.train.task_steps:
-        _check_name(task, params.suite().tasks, f"train.task_steps.{task}", "task of the grid's suite", path)
+        _check_name(task, every_task, f"train.task_steps.{task}", "task of any suite", path)
     if params.train.schedule not in ("constant", "linear", "cosine"):
         _check_name(params.train.schedule, ("constant", "linear", "cosine"), "train.schedule", "schedule", path)
     if params.train.precision not in ("auto", "fp32", "bf16", "fp16"):

@@ -12,7 +12,10 @@ from mmcl.plan import plan_stages
 PARAMS_FILE = config.get("params", "params.yaml")
 PRESET = config.get("preset")  # `--config preset=<name>`: the grid of presets.<name> (a paper table)
 PARAMS = load_params(PARAMS_FILE, preset=PRESET)
-REPORT_DIR = f"reports/{PRESET}" if PRESET else "reports"
+# A preset's report, or a paper configuration's (a params file that `extends` params.yaml), goes to its own
+# directory, so that it never replaces the default grid's report.
+REPORT_NAME = PRESET or (Path(PARAMS_FILE).stem if PARAMS.extends else None)
+REPORT_DIR = f"reports/{REPORT_NAME}" if REPORT_NAME else "reports"
 GRID = PARAMS.grid
 SUITE = GRID.suite
 
