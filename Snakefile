@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/teach.smk"
 include: "workflow/rules/replay.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/lm_eval.smk"
 include: "workflow/rules/report.smk"
 
 

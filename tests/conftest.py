@@ -71,6 +71,94 @@ def tiny_base(tiny_suite, tmp_path_factory):
     return out
 
 
+def batch_of(model, processor, params, data, task, n=4):
+    """A training batch of a micl-synth task's first ``n`` samples, collated for ``model``."""
+    from mmcl.data.records import read_jsonl, split_path
+    from mmcl.training.batching import Collator, InstructionDataset
+    from mmcl.training.jobs import task_families
+
+    samples = read_jsonl(split_path(data, task, "train"))[:n]
+    dataset = InstructionDataset(samples, data, processor)
+    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "micl-synth"))
+    return collator.train_batch([dataset[i] for i in range(len(dataset))])
+
+
+# --- Tiny random-init Hugging Face parts saved with save_pretrained: the `hf` family's hub path, offline ---
+
+
+def save_tiny_llm(arch: str, tokenizer_dir: Path, out: Path) -> Path:
+    """A one-layer causal LM of the architecture family ``arch`` (a transformers model_type: gpt_neox,
+    phi, llama, ...) with the word-level tokenizer of ``tokenizer_dir``, as a hub checkpoint is laid out."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.save_pretrained(out)
+    config = AutoConfig.for_model(
+        arch,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    return out
+
+
+def save_tiny_clip(out: Path) -> Path:
+    """A CLIP vision tower for 32 px images in 16 px patches (4 patches + the class token) and its processor."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    config = CLIPVisionConfig(
+        image_size=32, patch_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    CLIPVisionModel(config).save_pretrained(out)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+    return out
+
+
+def save_tiny_whisper(out: Path) -> Path:
+    """A Whisper model whose encoder reads 1 s of 40-bin log-mel at hop 320 (25 positions), and its extractor."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    WhisperModel(
+        WhisperConfig(
+            num_mel_bins=40,
+            d_model=16,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_source_positions=25,
+            max_target_positions=4,
+            vocab_size=8,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+    ).save_pretrained(out)
+    WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1).save_pretrained(out)
+    return out
+
+
+def with_backbone(params, name: str, entry: str, **changes):
+    """``params`` reloaded with one more backbone, ``name``: the ``entry`` of params.yaml (a real backbone)
+    with ``changes``, e.g. its hub ids (llm, image_encoder, audio_encoder) replaced by local paths."""
+    from mmcl.config import load_params, to_plain
+
+    changes = {key: str(value) if isinstance(value, Path) else value for key, value in changes.items()}
+    return load_params(params.path, overrides={"backbones": {name: to_plain(params.backbones[entry]) | changes}})
+
+
 # --- Whole-workflow runs in a scratch project (shared by the workflow, Slurm and resume tests) ---
 
 PROJECT_FILES = ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore")

@@ -329,8 +329,8 @@ CATALOGUE = [
     ),
     config(
         "missing-required",
-        edited("backbones.pythia-160m-clip.llm", DELETE),
-        "backbones.pythia-160m-clip.llm: required value is missing; set it to a string",
+        edited("backbones.micl-pythia-160m.llm", DELETE),
+        "backbones.micl-pythia-160m.llm: required value is missing; set it to a string",
     ),
     # configuration: lists and orders
     config("empty-grid-list", edited("grid.methods", []), "grid.methods: list at least one method"),

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mmcl.aggregate import aggregate_run
+from mmcl.aggregate import aggregate_run, lm_eval_scores
 from mmcl.config import load_params
 from mmcl.io import write_json
 from mmcl.metrics.linguistic import harmonic_mean, linguistic_delta, linguistic_summary
@@ -163,3 +163,43 @@ def test_suites_without_nlu_or_nlg_tasks_get_no_linguistic_metrics(params_file, 
     )  # fmt: skip
     assert not [key for key in run["metrics"] if key.startswith(("vl_score", "nlu", "nlg"))]
     assert "measures" not in run and not parse_run(run, "run.json").is_linguistic
+
+
+# --- a real backbone: NLU and NLG from lm-evaluation-harness (`mmcl lm-eval`), beside each evaluation ---
+
+LM_BASE = {"wsc273": 60.0, "winogrande": 50.0, "arc_easy": 60.0, "arc_challenge": 30.0, "lambada_standard": 40.0}
+LM_LAST = LM_BASE | {"arc_easy": 40.0, "lambada_standard": 25.0}  # after the last stage; unchanged before
+
+
+def test_a_real_backbones_run_measures_nlu_and_nlg_with_lm_eval(params_file, tmp_path):
+    params = load_params(params_file())
+    suite = params.suites["llava-synth"]
+    lm_eval = params.backbones["llava-pythia-160m"].lm_eval
+
+    def evaluation(name: str, row: list[float], lm: dict[str, float]):
+        scores = scores_file(tmp_path / name / "eval" / "scores.json", dict(zip(LLAVA, row, strict=True)), suite)
+        tasks = {
+            task: {"family": "lm_eval", "modality": "text", "measure": measure, "n": 10, "primary": "accuracy"}
+            | {"metrics": {"accuracy": lm[task]}}
+            for task, measure in lm_eval.tasks().items()
+        }
+        write_json(lm_eval_scores(scores), {"tasks": tasks})
+        return scores
+
+    base = evaluation("base", LLAVA_BASE, LM_BASE)
+    stages = [evaluation(f"s{k}", row, LM_LAST if k == 3 else LM_BASE) for k, row in enumerate(LLAVA_STAGES)]
+    run = aggregate_run(
+        params, suite="llava-synth", order="ivor", backbone="llava-pythia-160m", method="finetune", seed=0,
+        stage_scores=stages, zeroshot_scores=base,
+    )  # fmt: skip
+    assert run["eval_tasks"] == [*LLAVA, *LM_BASE], "lm-eval tasks are columns after the suite's"
+    assert run["matrix"]["accuracy"][3][run["eval_tasks"].index("arc_easy")] == 40.0
+    metrics = run["metrics"]
+    # NLU: H(60, 50, 60, 30) = 46.15 -> H(60, 50, 40, 30) = 42.11; NLG: lambada 40 -> 25. The suite's own
+    # text tasks (text_nlu 80 -> 50) are columns too, but no longer the measures.
+    h_base, h_last = 4 / (1 / 60 + 1 / 50 + 1 / 60 + 1 / 30), 4 / (1 / 60 + 1 / 50 + 1 / 40 + 1 / 30)
+    assert metrics["nlu_delta"] == pytest.approx(h_base - h_last)
+    assert metrics["nlg_delta"] == pytest.approx(15.0)
+    assert [metrics[f"nlg_delta_stage{k}"] for k in (1, 2, 3)] == [0.0, 0.0, 0.0]
+    assert metrics["vl_score"] == pytest.approx(4 / (1 / 40 + 1 / 60 + 1 / 30 + 1 / 60)), "VL tasks as before"
+    assert run["measures"] == {"vl": list(LLAVA[:4]), "nlu": list(lm_eval.nlu), "nlg": list(lm_eval.nlg)}

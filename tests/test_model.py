@@ -1,5 +1,5 @@
-"""The multimodal model: every modality trains end to end, methods pick the right parameters,
-checkpoints round-trip and refuse corrupt files, and real backbones load by path."""
+"""The multimodal model: every modality trains end to end, methods pick the right parameters, and
+checkpoints round-trip and refuse corrupt files (real backbones: test_hf_backbones.py)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,13 @@ import math
 
 import pytest
 import torch
+from conftest import batch_of
 
 from mmcl.data.records import perception_path, read_jsonl, split_path
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import CheckpointError, load_base, load_stage, save_stage
-from mmcl.training.batching import Collator, InstructionDataset
-from mmcl.training.jobs import task_families
 
 TASKS = ["image_cap", "image_qa", "audio_qa", "video_cap", "video_qa", "text_qa"]
-
-
-def batch_of(model, processor, params, data, task, n=4):
-    samples = read_jsonl(split_path(data, task, "train"))[:n]
-    dataset = InstructionDataset(samples, data, processor)
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "micl-synth"))
-    return collator.train_batch([dataset[i] for i in range(len(dataset))])
 
 
 def test_media_token_counts(tiny_base):
@@ -106,87 +98,6 @@ def test_base_directory_reloads_identically(tiny_suite, tiny_base):
     batch = batch_of(first, processor, params, data, "video_qa")
     with torch.no_grad():
         assert torch.equal(first(**batch).logits, second(**batch).logits)
-
-
-def test_hf_backbone_loads_local_pretrained_parts(tiny_suite, tmp_path):
-    """The real-backbone path (hub ids) exercised on tiny models saved locally with save_pretrained."""
-    from transformers import (
-        AutoTokenizer,
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        GPTNeoXConfig,
-        GPTNeoXForCausalLM,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperModel,
-    )
-
-    from mmcl.models.checkpoint import save_base
-    from mmcl.models.hf import HF, HFConfig
-
-    params, data = tiny_suite
-    AutoTokenizer.from_pretrained(data / "tokenizer").save_pretrained(tmp_path / "llm")
-    llm = GPTNeoXForCausalLM(
-        GPTNeoXConfig(
-            vocab_size=96,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=256,
-        )
-    )
-    llm.save_pretrained(tmp_path / "llm")
-    CLIPVisionModel(
-        CLIPVisionConfig(
-            image_size=32,
-            patch_size=16,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-        )
-    ).save_pretrained(tmp_path / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        tmp_path / "clip"
-    )
-    WhisperModel(
-        WhisperConfig(
-            num_mel_bins=40,
-            d_model=16,
-            encoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_layers=1,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            max_source_positions=25,
-            max_target_positions=4,
-            vocab_size=8,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-            decoder_start_token_id=1,
-        )
-    ).save_pretrained(tmp_path / "whisper")
-    WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1).save_pretrained(
-        tmp_path / "whisper"
-    )
-    config = HFConfig(
-        llm=str(tmp_path / "llm"),
-        image_encoder=str(tmp_path / "clip"),
-        audio_encoder=str(tmp_path / "whisper"),
-    )
-    model, processor = HF(config).assemble(params.suites["micl-synth"], data)
-    assert model.num_media_tokens == {"image": 5, "video": 20, "audio": 25}
-    assert model.llm.get_input_embeddings().weight.shape[0] == len(model.tokenizer)
-
-    save_base(tmp_path / "base", model, processor, {"video": {"frames": 4, "temporal": "concat"}})
-    reloaded, processor = load_base(tmp_path / "base")
-    for task in ("image_qa", "audio_cap", "video_qa"):
-        loss = reloaded(**batch_of(reloaded, processor, params, data, task)).loss
-        assert torch.isfinite(loss)
 
 
 def test_perception_pretraining_teaches_the_encoder_its_tags_and_freezes_it(tiny_suite, tiny_base):

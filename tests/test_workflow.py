@@ -51,6 +51,21 @@ def test_orders_sharing_a_first_task_share_its_stage(repo_root, params_file):
     assert joint == ["results/micl-synth/tiny/joint/seed0/stages/audio_cap+image_cap+image_qa/checkpoint"]
 
 
+def test_lm_eval_jobs_run_beside_the_evaluations_of_backbones_that_ask_for_them(repo_root, params_file):
+    def edit(params):
+        grid = {"suite": "llava-synth", "orders": ["ivor"], "methods": ["finetune", "zeroshot"], "seeds": [0]}
+        params["grid"] = grid | {"backbones": ["tiny", "llava-pythia-160m"]}
+        params["train"]["task_steps"] = {}
+
+    outputs = planned_jobs(repo_root, params_file(edit))
+    evaluations = [o for o in outputs if o.endswith("/eval/scores.json")]
+    lm_eval = [o for o in outputs if o.endswith("/lm_eval/scores.json")]
+    real = [o for o in evaluations if "/llava-pythia-160m/" in o]
+    assert len(real) == 5 and len(evaluations) == 10, "the base model and 4 stages, of each backbone"
+    assert sorted(lm_eval) == sorted(o.replace("/eval/", "/lm_eval/") for o in real), "not for tiny"
+    assert not [o for o in planned_jobs(repo_root, params_file()) if "lm_eval" in o], "nor in the default grid"
+
+
 def test_lint_clean(repo_root):
     lint = run([f"{BIN}/snakemake", "--lint"], repo_root)
     assert "good condition" in lint.stdout + lint.stderr

@@ -7,6 +7,10 @@ over the order's QA tasks on the ``accuracy`` matrix, ``_cider`` over its captio
 (text-only tasks whose family has a ``linguistic`` measure) also get the VL score and the linguistic
 deltas, after every stage and after the last (``mmcl.metrics.linguistic``), each task in its primary
 metric; their run files also name the tasks of each measure (``measures``: ``vl``, ``nlu``, ``nlg``).
+
+A backbone with ``lm_eval`` settings (a real LLM) is measured by lm-evaluation-harness instead: each
+evaluation's ``scores.json`` has a ``lm_eval/scores.json`` beside its directory (``mmcl lm-eval``), whose
+tasks become more columns after the suite's, and the NLU and NLG measures are those tasks'.
 """
 
 from __future__ import annotations
@@ -14,14 +18,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mmcl.config import Params
+from mmcl.config import MEASURES, Params
 from mmcl.data import TASK_FAMILIES
 from mmcl.io import read_json
 from mmcl.methods import METHODS
 from mmcl.metrics.continual import forgetting, summarize
 from mmcl.metrics.linguistic import linguistic_summary
-
-MEASURES = ("nlu", "nlg")
 
 SUBSETS = {"acc": ("qa", "accuracy"), "cider": ("captioning", "cider")}
 
@@ -32,6 +34,19 @@ def _row(scores: dict, tasks: list[str], metric: str) -> list[float | None]:
 
 def _primary(scores: dict, tasks: list[str]) -> list[float | None]:
     return [scores[task]["metrics"].get(scores[task]["primary"]) for task in tasks]
+
+
+def lm_eval_scores(scores: Path) -> Path:
+    """Where ``mmcl lm-eval`` writes beside an evaluation (``.../eval/scores.json``) of the same checkpoint."""
+    return Path(scores).parent.parent / "lm_eval" / "scores.json"
+
+
+def read_scores(path: Path, lm_eval: bool) -> dict:
+    """An evaluation's scores, with the lm-eval tasks of the same checkpoint after the suite's tasks."""
+    scores = read_json(path)
+    if lm_eval:
+        scores |= read_json(lm_eval_scores(path))["tasks"]
+    return scores
 
 
 def _nan(values):
@@ -50,9 +65,10 @@ def aggregate_run(
     zeroshot_scores: Path,
 ) -> dict:
     tasks = params.order(order, suite)
-    suite_tasks = list(params.suites[suite].tasks)
-    eval_tasks = tasks + [t for t in suite_tasks if t not in tasks]
-    zeroshot = read_json(zeroshot_scores)
+    lm_eval = params.backbones[backbone].lm_eval
+    columns = list(params.suites[suite].tasks) + list(lm_eval.tasks() if lm_eval else ())
+    eval_tasks = tasks + [t for t in columns if t not in tasks]
+    zeroshot = read_scores(zeroshot_scores, lm_eval is not None)
     schedule = METHODS.get(params.methods[method].type).schedule
     expected = {"sequential": len(tasks), "joint": 1, "none": 0}[schedule]
     if len(stage_scores) != expected:
@@ -60,7 +76,7 @@ def aggregate_run(
             f"a {schedule} run of {len(tasks)} tasks has {expected} stages, got {len(stage_scores)} scores"
         )
 
-    rows = [read_json(path) for path in stage_scores] or [zeroshot] * len(tasks)
+    rows = [read_scores(path, lm_eval is not None) for path in stage_scores] or [zeroshot] * len(tasks)
     stages = ["joint"] if schedule == "joint" else list(tasks)
     metrics_names = sorted({m for entry in zeroshot.values() for m in entry["metrics"]})
     matrix = {m: [_row(scores, eval_tasks, m) for scores in rows] for m in metrics_names}
@@ -80,14 +96,17 @@ def aggregate_run(
     if schedule == "none":  # never trained, so nothing learned to forget
         summary = {k: math.nan if k.startswith(("forgetting", "bwt")) else v for k, v in summary.items()}
     kinds = params.suites[suite].tasks
-    measures = {
-        measure: [
-            j
-            for j, t in enumerate(eval_tasks)
-            if kinds[t].modality == "text" and TASK_FAMILIES.get(kinds[t].family).linguistic == measure
-        ]
-        for measure in MEASURES
-    }
+    if lm_eval is not None:
+        measures = {measure: [eval_tasks.index(t) for t in getattr(lm_eval, measure)] for measure in MEASURES}
+    else:
+        measures = {
+            measure: [
+                j
+                for j, t in enumerate(eval_tasks)
+                if kinds[t].modality == "text" and TASK_FAMILIES.get(kinds[t].family).linguistic == measure
+            ]
+            for measure in MEASURES
+        }
     record = {}
     if any(measures.values()):
         vl = [j for j, t in enumerate(tasks) if kinds[t].modality != "text"]
@@ -108,7 +127,7 @@ def aggregate_run(
         "seed": seed,
         "tasks": tasks,
         "eval_tasks": eval_tasks,
-        "families": {t: params.suites[suite].tasks[t].family for t in eval_tasks},
+        "families": {t: zeroshot[t]["family"] for t in eval_tasks},
         "primary_metric": {t: zeroshot[t]["primary"] for t in eval_tasks},
         "stages": stages,
         "matrix": matrix,

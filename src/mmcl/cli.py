@@ -156,6 +156,21 @@ def cmd_evaluate(args) -> None:
     )
 
 
+def cmd_lm_eval(args) -> None:
+    from mmcl.evaluation_lm import lm_evaluate
+
+    if args.checkpoint and not args.method:
+        raise ConfigError("lm-eval: --method is required with --checkpoint (it shapes the model, e.g. LoRA)")
+    lm_evaluate(
+        _params(args),
+        backbone=args.backbone,
+        method=args.method,
+        base_dir=Path(args.base),
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+        out_dir=Path(args.out),
+    )
+
+
 def cmd_aggregate(args) -> None:
     from mmcl.aggregate import aggregate_run
     from mmcl.io import write_json
@@ -269,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="method whose checkpoint is evaluated (it shapes the model, e.g. LoRA)")
     p.add_argument("--checkpoint", help="stage checkpoint (omit to evaluate the base model)")
     p.add_argument("--reference", action="store_true", help="score the most-common-training-answer predictor")
+
+    lm_eval_help = "Run the backbone's lm-evaluation-harness tasks on the LLM of a checkpoint (or the base model)."
+    p = command("lm-eval", cmd_lm_eval, lm_eval_help)
+    p.add_argument("--backbone", required=True, help="backbone whose `lm_eval` settings name the tasks")
+    p.add_argument("--base", required=True, help="base model directory")
+    p.add_argument("--out", required=True, help="directory for scores.json")
+    p.add_argument("--method", help="method whose checkpoint is evaluated (it shapes the model, e.g. LoRA)")
+    p.add_argument("--checkpoint", help="stage checkpoint (omit to evaluate the base model)")
 
     p = command("aggregate", cmd_aggregate, "Build one run's accuracy matrices and CL metrics from its scores.")
     for flag in ("--suite", "--order", "--backbone", "--method", "--zeroshot-scores", "--out"):

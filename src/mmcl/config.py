@@ -227,6 +227,26 @@ class VideoConfig:
     temporal: str = "concat"  # concat (keep every frame's tokens) | mean (average over frames)
 
 
+MEASURES = ("nlu", "nlg")  # the linguistic measures (mmcl.metrics.linguistic), as task families name them
+
+
+@dataclass
+class LMEvalConfig:
+    """lm-evaluation-harness tasks run on the LLM of every checkpoint (``mmcl lm-eval``), each scored by
+    its ``acc``, grouped into the linguistic measures. Names are checked against the installed
+    lm_eval when the job starts, not here: indexing its tasks takes seconds and this module stays light."""
+
+    nlu: list[str] = field(default_factory=list)  # e.g. [wsc273, winogrande, arc_easy, arc_challenge]
+    nlg: list[str] = field(default_factory=list)  # e.g. [lambada_standard]
+    limit: int | None = None  # documents per task (None: all; a number only to try the pipeline)
+    batch_size: int = 16
+    include_path: str | None = None  # a directory of extra task YAMLs (e.g. tasks on local copies of the data)
+
+    def tasks(self) -> dict[str, str]:
+        """Task name -> its measure."""
+        return {task: measure for measure in MEASURES for task in getattr(self, measure)}
+
+
 @dataclass
 class BackboneConfig:
     """Settings every backbone family has; a family's own dataclass extends this."""
@@ -235,6 +255,12 @@ class BackboneConfig:
     freeze_encoders: bool = True
     projector_hidden: int | None = None  # MLP width (None: the LLM's hidden size)
     video: VideoConfig = field(default_factory=VideoConfig)
+    size: str | None = None  # parameter count label for reports (e.g. 160M)
+    # Language ability of a pretrained LLM, measured with lm-evaluation-harness after every stage. It
+    # belongs to the backbone, not the suite: it measures the LLM whatever data the stages train on, and
+    # only a real LLM can do the harness's tasks (the tiny one knows only its benchmark's words).
+    # None: the suite's own text tasks (text_nlu, text_nlg) are the measures.
+    lm_eval: LMEvalConfig | None = None
 
 
 def to_plain(obj: Any) -> Any:
@@ -273,10 +299,20 @@ def _structured(schema: type, data: Any, where: str, path: str):
         raise ConfigError(f"{path}: {key}: {str(err).splitlines()[0]}") from None
 
 
+def _settings_type(kind: Any) -> Any:
+    """The dataclass of an optional settings section (``X | None`` -> ``X``); other types as they are."""
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(inner) == 1 and hasattr(inner[0], "__dataclass_fields__"):
+            return inner[0]
+    return kind
+
+
 def _type_at(schema: type, dotted: str) -> Any:
     """The declared type at ``dotted`` (a path inside ``schema``, e.g. ``grid.seeds[0]``); None if unknown."""
     node: Any = schema
     for part in re.findall(r"[^.\[\]]+", dotted):
+        node = _settings_type(node)
         if typing.get_origin(node) in (dict, list):  # a user-chosen key or an index: step into the values
             node = typing.get_args(node)[-1]
         elif hasattr(node, "__dataclass_fields__"):
@@ -288,7 +324,7 @@ def _type_at(schema: type, dotted: str) -> Any:
 
 def _fields_at(schema: type, dotted: str) -> list[str]:
     """Field names of the dataclass that ``dotted`` (a path inside ``schema``) points into."""
-    node = _type_at(schema, dotted)
+    node = _settings_type(_type_at(schema, dotted))
     if typing.get_origin(node) in (dict, list):
         node = typing.get_args(node)[-1]
     return list(getattr(node, "__dataclass_fields__", []))
@@ -444,7 +480,7 @@ def _check_once(items: list, i: int, key: str, path: str) -> None:
 POSITIVE = ("> 0", lambda v: v > 0)
 NON_NEGATIVE = (">= 0", lambda v: v >= 0)
 RANGES = {
-    **dict.fromkeys(("steps", "batch_size", "lr", "log_every", "max_new_tokens", "max_samples"), POSITIVE),
+    **dict.fromkeys(("steps", "batch_size", "lr", "log_every", "max_new_tokens", "max_samples", "limit"), POSITIVE),
     **dict.fromkeys(("train", "test"), POSITIVE),  # suites.*.sizes
     **dict.fromkeys(("pretrain", "weight_decay", "grad_clip", "checkpoint_every", "num_workers"), NON_NEGATIVE),
     "warmup_ratio": ("in [0, 1)", lambda v: 0 <= v < 1),
@@ -510,6 +546,10 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
                 _check_once(tasks, i, f"{where}.orders.{order_name}", path)
         _check_text_tasks(suite, f"{where}.text_task", path)
 
+    for name, backbone in params.backbones.items():
+        if backbone.lm_eval is not None:
+            _check_lm_eval(backbone.lm_eval, params.suites, f"backbones.{name}.lm_eval", path)
+
     for where, grid in (("grid", params.grid), *((f"presets.{name}", g) for name, g in params.presets.items())):
         _check_grid(params, grid, where, path)
     # Any suite's task: the step counts tuned for one suite stay valid while a grid runs another.
@@ -527,6 +567,25 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
         for key, least in (("gpus", 0), ("cpus", 1), ("mem_mb", 1), ("runtime", 1)):
             if getattr(job, key) < least:
                 raise ConfigError(f"{path}: resources.{kind}.{key}: must be at least {least}")
+
+
+def _check_lm_eval(settings: LMEvalConfig, suites: dict, where: str, path: str) -> None:
+    """Each lm-eval task is one column beside the suite's tasks: listed once, under a name no task has."""
+    if not settings.tasks():
+        raise ConfigError(f"{path}: {where}: list at least one task under nlu or nlg, e.g. nlg: [lambada_standard]")
+    seen: dict[str, str] = {}
+    for measure in MEASURES:
+        for i, task in enumerate(getattr(settings, measure)):
+            key = f"{where}.{measure}[{i}]"
+            if task in seen:
+                raise ConfigError(f"{path}: {key}: '{task}' is already listed at {seen[task]}; list it once")
+            seen[task] = key
+            for suite_name, suite in suites.items():
+                if task in suite.tasks:
+                    raise ConfigError(
+                        f"{path}: {key}: '{task}' is also a task of suite '{suite_name}', and both would be "
+                        "one column of its accuracy matrix; rename that task"
+                    )
 
 
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")

@@ -159,6 +159,16 @@ def predict(
     )
 
 
+def load_model(params: Params, method: str | None, base_dir: Path, checkpoint: Path | None):
+    """The base model, or the model of a stage checkpoint: shaped by its method (e.g. LoRA adapters), then loaded."""
+    model, processor = load_base(base_dir)
+    if checkpoint is not None:
+        method_config = params.methods[method]
+        METHODS.get(method_config.type)(method_config).prepare_model(model)
+        load_stage(checkpoint, model)
+    return model, processor
+
+
 def evaluate(
     params: Params,
     *,
@@ -172,11 +182,7 @@ def evaluate(
 ) -> dict:
     """Evaluate the base model (``checkpoint`` None) or a stage checkpoint of ``method``."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, processor = load_base(base_dir)
-    if checkpoint is not None:
-        method_config = params.methods[method]
-        METHODS.get(method_config.type)(method_config).prepare_model(model)
-        load_stage(checkpoint, model)
+    model, processor = load_model(params, method, base_dir, checkpoint)
     model.to(device).eval()
     families = task_families(params, suite)
     collator = Collator(model.tokenizer, model.num_media_tokens, families)

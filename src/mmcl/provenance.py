@@ -28,6 +28,7 @@ PACKAGES = (
     "soundfile",
     "soxr",
     "av",
+    "lm_eval",
 )
 
 

@@ -3,6 +3,7 @@ import re
 
 from pathlib import Path
 
+from mmcl.aggregate import lm_eval_scores
 from mmcl.config import digest, load_params, to_plain
 from mmcl.data.datasets import source_paths
 from mmcl.integrity import quarantine_damaged
@@ -143,6 +144,16 @@ def run_stage_scores(wildcards):
         f"results/{w.suite}/{w.backbone}/{w.method}/seed{w.seed}/stages/{s.key}/eval/scores.json"
         for s in stages(w.method, w.order)
     ]
+
+
+def run_lm_eval_scores(wildcards):
+    """lm-eval's scores beside each evaluation a run reads (the base model's too), for backbones that ask
+    for them; none otherwise, so the other grids' jobs are unchanged."""
+    w = wildcards
+    if PARAMS.backbones[w.backbone].lm_eval is None:
+        return []
+    evaluations = [*run_stage_scores(w), f"results/{w.suite}/{w.backbone}/base/eval/scores.json"]
+    return [str(lm_eval_scores(path)) for path in evaluations]
 
 
 RUN_FILES = expand(

@@ -2,6 +2,7 @@ rule aggregate_run:
     input:
         stage_scores=run_stage_scores,
         zeroshot="results/{suite}/{backbone}/base/eval/scores.json",
+        lm_eval=run_lm_eval_scores,  # read beside the scores above (mmcl.aggregate.lm_eval_scores)
     output:
         "results/{suite}/{backbone}/{method}/seed{seed}/runs/{order}.json",
     log:
