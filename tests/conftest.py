@@ -1,8 +1,14 @@
-"""Shared fixtures: the repository's params.yaml as a dict, and writing variants of it."""
+"""Shared fixtures: the repository's params.yaml as a dict, and writing variants of it; real datasets'
+sources made here and run through the workflow's commands (test_datasets*.py)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -210,3 +216,142 @@ def reference_grid(tmp_path_factory, tiny_grid_params) -> Path:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return project
+
+
+# --- Real datasets: a source's files made here, served from 127.0.0.1, through the rules' commands ---
+
+
+def image(shade: int, fmt: str = "JPEG") -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (shade, 255 - shade, 90)).save(out, fmt)
+    return out.getvalue()
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def as_json(data) -> bytes:
+    return json.dumps(data).encode()
+
+
+@dataclass
+class Source:
+    """A dataset in its source's layout: its params.yaml entry (without `files`) and its files."""
+
+    name: str
+    entry: dict
+    files: dict[str, tuple[bytes, str]]  # file name -> (bytes, archive type)
+    by_hand: set[str] = field(default_factory=set)  # files behind a login: placed at their `path`
+    expected: dict[str, dict[str, tuple[str, list[str]]]] = field(default_factory=dict)  # split -> key -> (q, a)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dataset_entry(source: Source, url: str, root: Path, sha256_of=sha256) -> dict:
+    """The params.yaml entry of ``source``: files by URL (served at ``url``) or, behind a login, by path."""
+    files = {}
+    for name, (data, archive) in source.files.items():
+        spec = {"sha256": sha256_of(data), "archive": archive}
+        if name in source.by_hand:
+            path = root / "manual" / source.name / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            spec["path"] = str(path)
+        else:
+            spec["url"] = f"{url}/{source.name}/{name}"
+        files[name] = spec
+    return {**source.entry, "files": files}
+
+
+def write_params(root: Path, default_params: dict, datasets: dict) -> Path:
+    params = copy.deepcopy(default_params)
+    params["datasets"] = datasets
+    # the repository's real-data suites read datasets not defined here
+    params["suites"] = {name: suite for name, suite in params["suites"].items() if suite.get("generator") != "datasets"}
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def served(sources: list[Source]) -> dict[str, bytes]:
+    return {f"/{s.name}/{name}": data for s in sources for name, (data, _) in s.files.items()}
+
+
+def mmcl(*args) -> None:
+    from mmcl.cli import main
+
+    main([str(arg) for arg in args])
+
+
+def prepare(params: Path, root: Path, source: Source) -> Path:
+    """What the download, extract and convert rules run, in order; returns data/<dataset>."""
+    downloads = root / "downloads" / source.name
+    for name, (_, archive) in source.files.items():
+        file = ["--params", params, "--dataset", source.name, "--file", name]
+        mmcl("download", *file, "--out", downloads / name)
+        if archive != "none":
+            mmcl("extract", *file, "--archive", downloads / name, "--out", downloads / "extracted" / name)
+    out = root / "data" / source.name
+    mmcl("convert", "--params", params, "--dataset", source.name, "--sources", downloads, "--out", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def processor():
+    from transformers import CLIPImageProcessor, WhisperFeatureExtractor
+
+    from mmcl.models.checkpoint import MediaProcessor
+
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    sound = WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1)
+    return MediaProcessor(images, sound, video_frames=4)
+
+
+def fails(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        mmcl(*args)
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def converts(source: Source, root: Path, default_params: dict, processor, capsys) -> Path:
+    """Runs the rules' commands on ``source`` served from 127.0.0.1 and checks the converted dataset against
+    its expected samples and skips, every media file decoding; returns data/<dataset>."""
+    from test_download import serve
+
+    from mmcl.data.records import read_jsonl
+
+    with serve(served([source])) as server:
+        params = write_params(root, default_params, {source.name: dataset_entry(source, server.url, root)})
+        data = prepare(params, root, source)
+    assert "warning" not in capsys.readouterr().out  # every file was pinned, so nothing went unverified
+
+    summary = json.loads((data / "prepare.json").read_text())
+    assert summary["skipped"] == source.skipped
+    assert set(summary["splits"]) == set(source.expected)
+    modality = summary["modality"]
+    for split, expected in source.expected.items():
+        samples = read_jsonl(data / f"{split}.jsonl", data)
+        assert summary["splits"][split]["samples"] == len(samples)
+        got = {s.id.removeprefix(f"{source.name}-{split}-"): (s.instruction, s.answers) for s in samples}
+        assert got == expected
+        for sample in samples:
+            assert sample.task == source.name and sample.modality == modality
+            [media] = sample.media
+            assert media.startswith("media/") and (data / media).is_file()
+            inputs = processor.load(modality, data / media)
+            assert inputs.shape == {"image": (3, 32, 32), "video": (4, 3, 32, 32), "audio": (40, 50)}[modality]
+    assert summary["bytes"] == sum(p.stat().st_size for p in data.rglob("*") if p.is_file() and p.suffix != ".json")
+    return data

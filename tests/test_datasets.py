@@ -12,37 +12,38 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import make_project
+from conftest import (
+    Source,
+    as_json,
+    converts,
+    dataset_entry,
+    fails,
+    image,
+    make_project,
+    mmcl,
+    served,
+    sha256,
+    write_params,
+    zipped,
+)
 from test_download import serve
 
-from mmcl.cli import main
 from mmcl.config import load_params
 from mmcl.data.records import read_jsonl, split_path
 from mmcl.registry import ConfigError
 
 # --- media and archives, made here ----------------------------------------------------------------
-
-
-def image(shade: int, fmt: str = "JPEG") -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (40, 30), (shade, 255 - shade, 90)).save(out, fmt)
-    return out.getvalue()
 
 
 def audio(rate: int, fmt: str = "WAV", seconds: float = 0.5) -> bytes:
@@ -69,14 +70,6 @@ def video(fmt: str, frames: int = 6) -> bytes:
     return out.getvalue()
 
 
-def zipped(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
 def tarred(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as archive:
@@ -85,10 +78,6 @@ def tarred(members: dict[str, bytes]) -> bytes:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return out.getvalue()
-
-
-def as_json(data) -> bytes:
-    return json.dumps(data).encode()
 
 
 def as_csv(header: list[str], rows: list[list]) -> bytes:
@@ -103,18 +92,6 @@ CORRUPT_JPEG = image(10)[:200]  # cut off: the header reads, the pixels do not
 
 
 # --- one fixture per adapter ------------------------------------------------------------------------
-
-
-@dataclass
-class Source:
-    """A dataset in its source's layout: its params.yaml entry (without `files`) and its files."""
-
-    name: str
-    entry: dict
-    files: dict[str, tuple[bytes, str]]  # file name -> (bytes, archive type)
-    by_hand: set[str] = field(default_factory=set)  # files behind a login: placed at their `path`
-    expected: dict[str, dict[str, tuple[str, list[str]]]] = field(default_factory=dict)  # split -> key -> (q, a)
-    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def flickr30k() -> Source:
@@ -312,91 +289,9 @@ SOURCES = [flickr30k, okvqa, msrvtt, msvd_qa, audiocaps, clotho_aqa]
 # --- running the workflow's commands ---------------------------------------------------------------
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def dataset_entry(source: Source, url: str, root: Path, sha256_of=sha256) -> dict:
-    """The params.yaml entry of ``source``: files by URL (served at ``url``) or, behind a login, by path."""
-    files = {}
-    for name, (data, archive) in source.files.items():
-        spec = {"sha256": sha256_of(data), "archive": archive}
-        if name in source.by_hand:
-            path = root / "manual" / source.name / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            spec["path"] = str(path)
-        else:
-            spec["url"] = f"{url}/{source.name}/{name}"
-        files[name] = spec
-    return {**source.entry, "files": files}
-
-
-def write_params(root: Path, default_params: dict, datasets: dict) -> Path:
-    params = copy.deepcopy(default_params)
-    params["datasets"] = datasets
-    del params["suites"]["micl-real"]  # its other datasets are not defined here
-    path = root / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
-
-
-def served(sources: list[Source]) -> dict[str, bytes]:
-    return {f"/{s.name}/{name}": data for s in sources for name, (data, _) in s.files.items()}
-
-
-def mmcl(*args) -> None:
-    main([str(arg) for arg in args])
-
-
-def prepare(params: Path, root: Path, source: Source) -> Path:
-    """What the download, extract and convert rules run, in order; returns data/<dataset>."""
-    downloads = root / "downloads" / source.name
-    for name, (_, archive) in source.files.items():
-        file = ["--params", params, "--dataset", source.name, "--file", name]
-        mmcl("download", *file, "--out", downloads / name)
-        if archive != "none":
-            mmcl("extract", *file, "--archive", downloads / name, "--out", downloads / "extracted" / name)
-    out = root / "data" / source.name
-    mmcl("convert", "--params", params, "--dataset", source.name, "--sources", downloads, "--out", out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def processor():
-    from transformers import CLIPImageProcessor, WhisperFeatureExtractor
-
-    from mmcl.models.checkpoint import MediaProcessor
-
-    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    sound = WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1)
-    return MediaProcessor(images, sound, video_frames=4)
-
-
 @pytest.mark.parametrize("make", SOURCES, ids=lambda make: make.__name__)
 def test_adapter_converts_its_source_through_the_rules_commands(make, tmp_path, default_params, processor, capsys):
-    source = make()
-    with serve(served([source])) as server:
-        params = write_params(tmp_path, default_params, {source.name: dataset_entry(source, server.url, tmp_path)})
-        data = prepare(params, tmp_path, source)
-    assert "warning" not in capsys.readouterr().out  # every file was pinned, so nothing went unverified
-
-    summary = json.loads((data / "prepare.json").read_text())
-    assert summary["skipped"] == source.skipped
-    assert set(summary["splits"]) == set(source.expected)
-    modality = summary["modality"]
-    for split, expected in source.expected.items():
-        samples = read_jsonl(data / f"{split}.jsonl", data)
-        assert summary["splits"][split]["samples"] == len(samples)
-        got = {s.id.removeprefix(f"{source.name}-{split}-"): (s.instruction, s.answers) for s in samples}
-        assert got == expected
-        for sample in samples:
-            assert sample.task == source.name and sample.modality == modality
-            [media] = sample.media
-            assert media.startswith("media/") and (data / media).is_file()
-            inputs = processor.load(modality, data / media)
-            assert inputs.shape == {"image": (3, 32, 32), "video": (4, 3, 32, 32), "audio": (40, 50)}[modality]
-    assert summary["bytes"] == sum(p.stat().st_size for p in data.rglob("*") if p.is_file() and p.suffix != ".json")
+    converts(make(), tmp_path, default_params, processor, capsys)
 
 
 def test_video_frames_are_sampled_first_to_last(tmp_path):
@@ -433,15 +328,6 @@ def test_audio_is_resampled_to_the_encoders_rate(tmp_path):
 
 
 # --- bad downloads: one clear error, nothing marked complete --------------------------------------
-
-
-def fails(capsys, *args) -> str:
-    with pytest.raises(SystemExit) as exit_:
-        mmcl(*args)
-    assert exit_.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
 
 
 def nothing_complete(root: Path, name: str) -> None:

@@ -639,6 +639,11 @@ def _check_datasets(params: Params, path: str, generators, sources) -> None:
                 )
             _check_name(task.dataset, params.datasets, f"{key}.dataset", "dataset", path)
             adapter = sources.get(params.datasets[task.dataset].adapter)
+            if "train" not in adapter.splits:
+                raise ConfigError(
+                    f"{path}: {key}.dataset: dataset '{task.dataset}' is an evaluation set (adapter {adapter.name} "
+                    f"writes only {', '.join(adapter.splits)}), and a task trains on its dataset's train split"
+                )
             if (task.family, task.modality) != (adapter.family, adapter.modality):
                 raise ConfigError(
                     f"{path}: {key}: dataset '{task.dataset}' holds {adapter.modality} {adapter.family} "

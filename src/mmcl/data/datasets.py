@@ -127,7 +127,7 @@ def convert(params: Params, name: str, downloads: Path, out: Path, log=print) ->
             "adapter": config.adapter,
             "family": adapter.family,
             "modality": adapter.modality,
-            **writer.finish(),
+            **writer.finish(adapter.splits),
             "licence": config.licence,
             "files": to_plain(config.files),
             "seconds": round(time.perf_counter() - started, 2),

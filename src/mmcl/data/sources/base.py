@@ -67,12 +67,15 @@ class Sources:
             raise DataError(f"{name}: expected one file of this name among {where}, found {count}; {self.fix}")
         return found[0]
 
+    def media_files(self, suffixes: tuple[str, ...]) -> list[Path]:
+        """Every file with one of these suffixes, in path order (for sources whose file names repeat)."""
+        return [member for member in self._members() if member.suffix.lower() in suffixes]
+
     def media(self, suffixes: tuple[str, ...]) -> dict[str, Path]:
         """Every file with one of these suffixes, by file name (the first in path order when a name repeats)."""
         index: dict[str, Path] = {}
-        for member in self._members():
-            if member.suffix.lower() in suffixes:
-                index.setdefault(member.name, member)
+        for member in self.media_files(suffixes):
+            index.setdefault(member.name, member)
         return index
 
 
@@ -113,6 +116,7 @@ class Adapter:
 
     family: str = ""  # what its samples are: captioning | qa
     modality: str = ""  # image | audio | video
+    splits: tuple[str, ...] = ("train", "test")  # the splits it must write: a task trains on one, tests on the other
     name: str  # set by the registry
 
     def __init__(self, config: DatasetConfig):
@@ -132,10 +136,21 @@ class DatasetWriter:
         self.examples: list[str] = []
         self.problems: dict[Path, str | None] = {}  # source media file -> why it cannot be used (None: it can)
         self.ids: set[str] = set()
+        self.linked: dict[str, Path] = {}  # media/<name> -> the source file linked there
 
-    def add(self, split: str, key: str, instruction: str, answers: list[str], media: Path | None, wanted: str):
+    def add(
+        self,
+        split: str,
+        key: str,
+        instruction: str,
+        answers: list[str],
+        media: Path | None,
+        wanted: str,
+        name: str | None = None,
+    ):
         """One sample, unless its media file (``media``; None when no file ``wanted`` was found) is missing
-        or cannot be decoded, or it has no answer: then it is skipped and counted."""
+        or cannot be decoded, or it has no answer: then it is skipped and counted. ``name``: the media
+        file's name under ``media/`` when the source's own names repeat (default: its own name)."""
         answers = [text for answer in answers if (text := clean(answer))]
         reason = None
         if media is None:
@@ -156,13 +171,18 @@ class DatasetWriter:
         if sample_id in self.ids:
             raise DataError(f"{self.dataset}: two {split} samples have the key '{key}'; the source lists it twice")
         self.ids.add(sample_id)
-        relative = self._link(media)
+        relative = self._link(media, name or media.name)
         self.samples[split].append(
             Sample(sample_id, self.dataset, self.modality, clean(instruction), answers, [relative])
         )
 
-    def _link(self, media: Path) -> str:
-        relative = f"media/{media.name}"
+    def _link(self, media: Path, name: str) -> str:
+        relative = f"media/{name}"
+        if self.linked.setdefault(relative, media) != media:
+            raise DataError(
+                f"{self.dataset}: {media} and {self.linked[relative]} would both be {relative}; "
+                "the adapter must name media files whose names repeat"
+            )
         target = self.out_dir / relative
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -172,8 +192,9 @@ class DatasetWriter:
                 shutil.copyfile(media, target)
         return relative
 
-    def finish(self) -> dict:
-        """Write the split files; return per-split counts (a split the source lacks is left out)."""
+    def finish(self, required: tuple[str, ...]) -> dict:
+        """Write the split files; return per-split counts (a split the source lacks is left out, unless
+        it is ``required``: the adapter's ``splits``)."""
         splits = {}
         for split in SPLITS:
             samples, skipped = self.samples[split], self.skipped[split]
@@ -186,9 +207,11 @@ class DatasetWriter:
                 write_jsonl(self.out_dir / f"{split}.jsonl", samples)
                 media = {path for sample in samples for path in sample.media}
                 splits[split] = {"samples": len(samples), "media": len(media), "skipped": dict(skipped)}
-        for split in ("train", "test"):
+        for split in required:
             if split not in splits:
-                raise DataError(f"{self.dataset}: the source has no {split} split; a task needs train and test")
+                raise DataError(
+                    f"{self.dataset}: the source has no {split} split; this dataset needs {' and '.join(required)}"
+                )
         return {
             "splits": splits,
             "skipped": dict(sum(self.skipped.values(), Counter())),

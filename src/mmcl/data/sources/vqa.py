@@ -36,6 +36,12 @@ class VQAConfig(DatasetConfig):
     )
 
 
+def by_frequency(answers: list[str]) -> list[str]:
+    """The annotators' answers, the most frequent first (the training target), repeats kept (the ``vqa``
+    metric counts them)."""
+    return [answer for answer, n in Counter(answers).most_common() for _ in range(n)]
+
+
 @SOURCES.register("vqa", VQAConfig)
 class VQA(Adapter):
     family, modality = "qa", "image"
@@ -54,8 +60,7 @@ class VQA(Adapter):
             annotations = read_json(sources.file(getattr(self.config.annotations, split)))["annotations"]
             answers = {entry["question_id"]: [a["answer"] for a in entry["answers"]] for entry in annotations}
             for question in read_json(sources.file(questions_file))["questions"]:
-                counts = Counter(answers[question["question_id"]])
-                ranked = [answer for answer, n in counts.most_common() for _ in range(n)]
+                ranked = by_frequency(answers[question["question_id"]])
                 image = int(question["image_id"])
                 wanted = f"image {image}"
                 key = str(question["question_id"])
