@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository's params.yaml as a dict, and writing variants of it."""
+"""Shared fixtures: the repository's params.yaml as a dict, writing variants of it, decoding media."""
 
 from __future__ import annotations
 
@@ -69,6 +69,19 @@ def tiny_base(tiny_suite, tmp_path_factory):
     out = tmp_path_factory.mktemp("base") / "checkpoint"
     train_base(params, "micl-synth", "tiny", data, out, log=lambda _: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def processor():
+    """Decodes media as the encoders' inputs (32 px images, 4 video frames, 40 mel bins): converted
+    datasets must load through it."""
+    from transformers import CLIPImageProcessor, WhisperFeatureExtractor
+
+    from mmcl.models.checkpoint import MediaProcessor
+
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    sound = WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1)
+    return MediaProcessor(images, sound, video_frames=4)
 
 
 # --- Whole-workflow runs in a scratch project (shared by the workflow, Slurm and resume tests) ---

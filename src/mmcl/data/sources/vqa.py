@@ -12,13 +12,20 @@ train2014 questions and tests on its val2014 questions, the defaults below.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmcl.config import DatasetConfig
 from mmcl.data import SOURCES
-from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, SplitFiles, read_json
+from mmcl.data.sources.base import (
+    IMAGE_SUFFIXES,
+    Adapter,
+    DatasetWriter,
+    Sources,
+    SplitFiles,
+    by_frequency,
+    read_json,
+)
 
 
 @dataclass
@@ -54,8 +61,7 @@ class VQA(Adapter):
             annotations = read_json(sources.file(getattr(self.config.annotations, split)))["annotations"]
             answers = {entry["question_id"]: [a["answer"] for a in entry["answers"]] for entry in annotations}
             for question in read_json(sources.file(questions_file))["questions"]:
-                counts = Counter(answers[question["question_id"]])
-                ranked = [answer for answer, n in counts.most_common() for _ in range(n)]
+                ranked = by_frequency(answers[question["question_id"]])
                 image = int(question["image_id"])
                 wanted = f"image {image}"
                 key = str(question["question_id"])
