@@ -1,5 +1,5 @@
-"""Shared fixtures: the repository's params.yaml as a dict, and writing variants of it; real datasets'
-sources made here and run through the workflow's commands (test_datasets*.py)."""
+"""Shared fixtures: the repository's params.yaml as a dict, and writing variants of it; decoding media;
+real datasets' sources made here and run through the workflow's commands (test_datasets*.py)."""
 
 from __future__ import annotations
 
@@ -165,6 +165,19 @@ def with_backbone(params, name: str, entry: str, **changes):
     return load_params(params.path, overrides={"backbones": {name: to_plain(params.backbones[entry]) | changes}})
 
 
+@pytest.fixture(scope="session")
+def processor():
+    """Decodes media as the encoders' inputs (32 px images, 4 video frames, 40 mel bins): converted
+    datasets must load through it."""
+    from transformers import CLIPImageProcessor, WhisperFeatureExtractor
+
+    from mmcl.models.checkpoint import MediaProcessor
+
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    sound = WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1)
+    return MediaProcessor(images, sound, video_frames=4)
+
+
 # --- Whole-workflow runs in a scratch project (shared by the workflow, Slurm and resume tests) ---
 
 PROJECT_FILES = ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore")
@@ -276,8 +289,10 @@ def dataset_entry(source: Source, url: str, root: Path, sha256_of=sha256) -> dic
 def write_params(root: Path, default_params: dict, datasets: dict) -> Path:
     params = copy.deepcopy(default_params)
     params["datasets"] = datasets
-    # the repository's real-data suites read datasets not defined here
-    params["suites"] = {name: suite for name, suite in params["suites"].items() if suite.get("generator") != "datasets"}
+    # The repository's real-data suites (and the presets that run them) read datasets not defined here.
+    real = {name for name, suite in params["suites"].items() if suite.get("generator") == "datasets"}
+    params["suites"] = {name: suite for name, suite in params["suites"].items() if name not in real}
+    params["presets"] = {name: grid for name, grid in params["presets"].items() if grid["suite"] not in real}
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -306,17 +321,6 @@ def prepare(params: Path, root: Path, source: Source) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def processor():
-    from transformers import CLIPImageProcessor, WhisperFeatureExtractor
-
-    from mmcl.models.checkpoint import MediaProcessor
-
-    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    sound = WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1)
-    return MediaProcessor(images, sound, video_frames=4)
-
-
 def fails(capsys, *args) -> str:
     with pytest.raises(SystemExit) as exit_:
         mmcl(*args)
@@ -331,12 +335,17 @@ def converts(source: Source, root: Path, default_params: dict, processor, capsys
     its expected samples and skips, every media file decoding; returns data/<dataset>."""
     from test_download import serve
 
-    from mmcl.data.records import read_jsonl
-
     with serve(served([source])) as server:
         params = write_params(root, default_params, {source.name: dataset_entry(source, server.url, root)})
         data = prepare(params, root, source)
     assert "warning" not in capsys.readouterr().out  # every file was pinned, so nothing went unverified
+    check_converted(data, source, processor)
+    return data
+
+
+def check_converted(data: Path, source: Source, processor) -> None:
+    """``data`` (a converted dataset) holds what ``source`` expects, and its media load as encoder inputs."""
+    from mmcl.data.records import read_jsonl
 
     summary = json.loads((data / "prepare.json").read_text())
     assert summary["skipped"] == source.skipped
@@ -354,4 +363,3 @@ def converts(source: Source, root: Path, default_params: dict, processor, capsys
             inputs = processor.load(modality, data / media)
             assert inputs.shape == {"image": (3, 32, 32), "video": (4, 3, 32, 32), "audio": (40, 50)}[modality]
     assert summary["bytes"] == sum(p.stat().st_size for p in data.rglob("*") if p.is_file() and p.suffix != ".json")
-    return data

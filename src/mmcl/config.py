@@ -158,6 +158,9 @@ class DatasetConfig:
     licence: str = MISSING  # terms of use of the source, recorded in data/<dataset>/prepare.json
     manual: str | None = None  # how to obtain the files that have a `path:` instead of a `url:`
     files: dict[str, SourceFile] = field(default_factory=dict)  # file name -> where it comes from
+    # Another dataset whose files this one converts instead of its own `files`: one download, converted
+    # several ways (e.g. each task group of an instruction mixture).
+    files_from: str | None = None
 
 
 @dataclass
@@ -482,6 +485,7 @@ NON_NEGATIVE = (">= 0", lambda v: v >= 0)
 RANGES = {
     **dict.fromkeys(("steps", "batch_size", "lr", "log_every", "max_new_tokens", "max_samples", "limit"), POSITIVE),
     **dict.fromkeys(("train", "test"), POSITIVE),  # suites.*.sizes
+    "test_images": POSITIVE,  # datasets.*: images held out as the test split of a source without one
     **dict.fromkeys(("pretrain", "weight_decay", "grad_clip", "checkpoint_every", "num_workers"), NON_NEGATIVE),
     "warmup_ratio": ("in [0, 1)", lambda v: 0 <= v < 1),
     "replay_fraction": ("in [0, 1]", lambda v: 0 <= v <= 1),
@@ -591,14 +595,34 @@ def _check_lm_eval(settings: LMEvalConfig, suites: dict, where: str, path: str) 
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
+def _check_files_from(params: Params, name: str, path: str) -> None:
+    dataset, where = params.datasets[name], f"datasets.{name}"
+    _check_name(dataset.files_from, params.datasets, f"{where}.files_from", "dataset", path)
+    if dataset.files:
+        raise ConfigError(f"{path}: {where}: give `files` or `files_from` (another dataset's files), not both")
+    if dataset.files_from == name:
+        raise ConfigError(f"{path}: {where}.files_from: names the dataset itself; list its files under `files`")
+    if (owner := params.datasets[dataset.files_from].files_from) is not None:
+        raise ConfigError(
+            f"{path}: {where}.files_from: dataset '{dataset.files_from}' reads the files of '{owner}' itself; "
+            f"set files_from: {owner}"
+        )
+
+
 def _check_datasets(params: Params, path: str, generators, sources) -> None:
     """Every file of a dataset can be obtained and checked; every dataset task reads a dataset of its kind."""
     for name, dataset in params.datasets.items():
         where = f"datasets.{name}"
         if name in params.suites:
             raise ConfigError(f"{path}: {where}: suite '{name}' would also write data/{name}; rename one of them")
+        if dataset.files_from is not None:
+            _check_files_from(params, name, path)
+            continue
         if not dataset.files:
-            raise ConfigError(f"{path}: {where}.files: list the files the '{dataset.adapter}' adapter reads")
+            raise ConfigError(
+                f"{path}: {where}.files: list the files the '{dataset.adapter}' adapter reads "
+                "(or name the dataset whose files it reads with `files_from`)"
+            )
         for file, source in dataset.files.items():
             key = f"{where}.files.{file}"
             if "/" in file or file in ("extracted", ".", ".."):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mmcl.aggregate import lm_eval_scores
 from mmcl.config import digest, load_params, to_plain
-from mmcl.data.datasets import source_paths
+from mmcl.data.datasets import files_owner, source_paths
 from mmcl.integrity import quarantine_damaged
 from mmcl.methods import METHODS
 from mmcl.plan import plan_stages
@@ -47,10 +47,15 @@ def suite_datasets(wildcards):
     return sorted({f"data/{task.dataset}/prepare.json" for task in tasks if task.dataset})
 
 
+def dataset_downloads(wildcards):
+    """Where the files a dataset converts are obtained: downloads/<dataset>, or those of its `files_from`."""
+    return f"downloads/{files_owner(PARAMS, wildcards.dataset)}"
+
+
 def dataset_sources(wildcards):
-    """What a dataset's conversion reads: its downloaded files and unpacked archives."""
-    downloads = Path(f"downloads/{wildcards.dataset}")
-    return [str(path) for path in source_paths(PARAMS.datasets[wildcards.dataset], downloads)]
+    """What a dataset's conversion reads: its (or its `files_from`'s) downloaded files and unpacked archives."""
+    owner = files_owner(PARAMS, wildcards.dataset)
+    return [str(path) for path in source_paths(PARAMS.datasets[owner].files, Path(f"downloads/{owner}"))]
 
 
 def source_fingerprint(wildcards):

@@ -53,6 +53,7 @@ rule convert:
         "logs/benchmarks/convert/{dataset}.tsv",
     params:
         params_file=PARAMS_FILE,
+        sources=dataset_downloads,
         config=fingerprint("datasets.{dataset}"),
     resources:
         **cluster_resources("default"),
@@ -60,4 +61,4 @@ rule convert:
         "../envs/mmcl.yaml"
     shell:
         "mmcl convert --params {params.params_file} --dataset {wildcards.dataset} "
-        "--sources downloads/{wildcards.dataset} --out data/{wildcards.dataset} > {log} 2>&1"
+        "--sources {params.sources} --out data/{wildcards.dataset} > {log} 2>&1"

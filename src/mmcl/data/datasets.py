@@ -33,7 +33,17 @@ def dataset_config(params: Params, name: str) -> DatasetConfig:
     return params.datasets[name]
 
 
+def files_owner(params: Params, name: str) -> str:
+    """The dataset whose downloads dataset ``name`` converts: itself, or the one its ``files_from`` names."""
+    return dataset_config(params, name).files_from or name
+
+
 def source_file(params: Params, name: str, file: str) -> SourceFile:
+    if (owner := files_owner(params, name)) != name:
+        raise ConfigError(
+            f"{params.path}: datasets.{name}: reads the files of dataset '{owner}' (files_from); obtain them as "
+            f"its files (--dataset {owner}, into downloads/{owner}/), or let `snakemake data/{name}/prepare.json` do it"
+        )
     files = dataset_config(params, name).files
     if file not in files:
         raise ConfigError(
@@ -42,11 +52,12 @@ def source_file(params: Params, name: str, file: str) -> SourceFile:
     return files[file]
 
 
-def source_paths(config: DatasetConfig, downloads: Path) -> list[Path]:
-    """What the adapter reads: each plain file, and the unpacked directory of each archive."""
+def source_paths(files: dict[str, SourceFile], downloads: Path) -> list[Path]:
+    """What an adapter reads of these files, obtained into ``downloads``: each plain file, and the unpacked
+    directory of each archive."""
     return [
         downloads / file if source.archive == "none" else downloads / "extracted" / file
-        for file, source in config.files.items()
+        for file, source in files.items()
     ]
 
 
@@ -102,7 +113,8 @@ def convert(params: Params, name: str, downloads: Path, out: Path, log=print) ->
 
     config = dataset_config(params, name)
     adapter = SOURCES.get(config.adapter)(config)
-    paths = source_paths(config, downloads)
+    files = dataset_config(params, files_owner(params, name)).files
+    paths = source_paths(files, downloads)
     if missing := [path for path in paths if not path.exists()]:
         raise DataError(
             f"{missing[0]}: not there; obtain the dataset's files first: `snakemake data/{name}/prepare.json` "
@@ -129,7 +141,8 @@ def convert(params: Params, name: str, downloads: Path, out: Path, log=print) ->
             "modality": adapter.modality,
             **writer.finish(adapter.splits),
             "licence": config.licence,
-            "files": to_plain(config.files),
+            "files": to_plain(files),
+            **({"files_from": config.files_from} if config.files_from else {}),
             "seconds": round(time.perf_counter() - started, 2),
         }
         write_json(tmp / "prepare.json", summary)

@@ -1,4 +1,5 @@
-"""Question-answering scores: VQA-style answer normalisation, exact match and OK-VQA soft accuracy."""
+"""Question-answering scores: VQA-style answer normalisation, exact match, OK-VQA soft accuracy, and
+referring-expression accuracy on boxes written as text."""
 
 from __future__ import annotations
 
@@ -73,6 +74,38 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
     return min(1.0, _normalized_answers(answers).count(predicted) / 3)
 
 
+_NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+))\s*"
+BOX = re.compile(rf"\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]")  # "[x1, y1, x2, y2]", as LLaVA-1.5 writes regions
+BOX_IOU = 0.5  # RefCOCO's threshold: a box this close to the referred object's finds it
+
+
+def parse_box(text: str) -> tuple[float, float, float, float] | None:
+    """The first "[x1, y1, x2, y2]" in ``text`` (None: there is none)."""
+    match = BOX.search(text)
+    return tuple(float(value) for value in match.groups()) if match else None
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes; a box with its corners swapped is empty."""
+
+    def area(box):
+        return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+    inner = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    union = area(a) + area(b) - area(inner)
+    return area(inner) / union if union > 0 else 0.0
+
+
+def box_accuracy(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 if the first box in the prediction overlaps an answer's box with IoU >= 0.5 (RefCOCO accuracy),
+    whatever the number of decimals or the text around it; 0.0 when the prediction holds no box."""
+    if isinstance(answers, str):
+        raise TypeError(f"answers must be a list of strings, not the string {answers!r}")
+    predicted = parse_box(prediction)
+    references = [box for answer in answers if (box := parse_box(answer))]
+    return float(predicted is not None and any(box_iou(predicted, box) >= BOX_IOU for box in references))
+
+
 def _describe_ids(ids: set[Hashable], limit: int = 5) -> str:
     shown = sorted(ids, key=repr)[:limit]
     more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
@@ -99,7 +132,7 @@ def accuracy(
 ) -> float:
     """Mean per-item score ×100 (percent): ``100 * mean_id score(predictions[id], references[id])``.
 
-    ``score`` is ``exact_match`` (one or several ground truths), ``vqa_accuracy`` (OK-VQA) or any
+    ``score`` is ``exact_match`` (one or several ground truths), ``vqa_accuracy`` (OK-VQA), ``box_accuracy`` or any
     other per-item score in [0, 1] (``first_word_match``, a multiple-choice family's own).
     The two mappings must have exactly the same ids, and at least one.
     """

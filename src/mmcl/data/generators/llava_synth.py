@@ -111,6 +111,12 @@ def conversation(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
             subject = "it"
         told[focus].add(asked)
         turns.append(_turn(subject, asked, focus))
+    return flatten(turns)
+
+
+def flatten(turns: list[tuple[str, str]]) -> tuple[str, str]:
+    """A conversation of (question, reply) turns as one sample: (the earlier turns and the last question,
+    the last reply). Real conversations (LLaVA's instruction mixture, ``sources.llava_mix``) use it too."""
     *before, (question, reply) = turns
     history = "".join(f"user : {q} assistant : {r} " for q, r in before)
     return f"{history}user : {question}", reply

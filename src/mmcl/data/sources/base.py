@@ -16,10 +16,13 @@ archives, so a mirror that packs them differently converts too, and hands each s
 from __future__ import annotations
 
 import csv
+import hashlib
+import heapq
 import json
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +107,18 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
                 "the file is not the one expected"
             )
         return list(reader)
+
+
+def by_frequency(answers: list[str]) -> list[str]:
+    """Annotators' answers with their repeats (the ``vqa`` metric counts them), the most frequent first
+    (the training target)."""
+    return [answer for answer, n in Counter(answers).most_common() for _ in range(n)]
+
+
+def held_out(keys: Iterable[str], count: int) -> set[str]:
+    """A test split for a source without one: the ``count`` keys with the smallest SHA-256, the same on
+    every machine whatever the order of the source's items."""
+    return set(heapq.nsmallest(count, set(keys), key=lambda key: hashlib.sha256(key.encode()).hexdigest()))
 
 
 def clean(text: str) -> str:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from mmcl.config import DatasetConfig
 from mmcl.data import SOURCES
-from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, SplitFiles, read_json
-from mmcl.data.sources.vqa import by_frequency
+from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, SplitFiles, by_frequency, read_json
 
 
 @dataclass

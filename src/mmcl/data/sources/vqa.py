@@ -12,13 +12,20 @@ train2014 questions and tests on its val2014 questions, the defaults below.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmcl.config import DatasetConfig
 from mmcl.data import SOURCES
-from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, SplitFiles, read_json
+from mmcl.data.sources.base import (
+    IMAGE_SUFFIXES,
+    Adapter,
+    DatasetWriter,
+    Sources,
+    SplitFiles,
+    by_frequency,
+    read_json,
+)
 
 
 @dataclass
@@ -34,12 +41,6 @@ class VQAConfig(DatasetConfig):
             train="mscoco_train2014_annotations.json", test="mscoco_val2014_annotations.json"
         )
     )
-
-
-def by_frequency(answers: list[str]) -> list[str]:
-    """The annotators' answers, the most frequent first (the training target), repeats kept (the ``vqa``
-    metric counts them)."""
-    return [answer for answer, n in Counter(answers).most_common() for _ in range(n)]
 
 
 @SOURCES.register("vqa", VQAConfig)
