@@ -258,10 +258,12 @@ def test_an_evaluation_set_is_no_task(default_params, tmp_path):
 def test_repository_params_define_the_mode_suite(repo_root):
     params = load_params(repo_root / "params.yaml")
     mode = params.suites["mode-real"]
-    assert mode.orders["coin"] == ["scienceqa", "imagenet", "vizwiz"]  # CoIN's order, TextVQA and GQA to come
+    assert mode.orders["coin"] == ["scienceqa", "textvqa", "imagenet", "gqa", "vizwiz"]  # CoIN's order
     assert {task: config.metric for task, config in mode.tasks.items()} == {
         "scienceqa": None,
+        "textvqa": "vqa",
         "imagenet": None,
+        "gqa": None,
         "vizwiz": "vqa",
     }
     files = params.datasets["imagenet"].files
