@@ -2,4 +2,4 @@
 
 from mmcl.registry import Registry
 
-METHODS = Registry("method", __name__, shared=("base",))
+METHODS = Registry("method", __name__, shared=("base", "experts"))

@@ -91,21 +91,29 @@ def teach(model, samples: list[Sample], dataset: InstructionDataset, collator: C
     return DistillSet(samples, torch.cat(values), torch.cat(indices), torch.tensor(offsets))
 
 
-class Distiller:
-    """At training time: a few sequences of a cached set per step, and the KL to the teacher on them."""
+class SequencePool:
+    """Sequences trained or distilled on beside the stage's batches: a few per step, collated like them."""
 
-    def __init__(self, cached: DistillSet, dataset: InstructionDataset, collator: Collator, seed: int | str):
-        self.cached, self.collator, self.seed = cached, collator, seed
-        self.media = InstructionDataset(cached.samples, dataset.data_dir, dataset.processor)
+    def __init__(self, samples: list[Sample], dataset: InstructionDataset, collator: Collator, seed: int | str):
+        self.samples, self.collator, self.seed = samples, collator, seed
+        self.media = InstructionDataset(samples, dataset.data_dir, dataset.processor)
 
     def picks(self, step: int, count: int) -> list[int]:
-        """Which sequences step ``step`` distils on: a function of (seed, step), so resuming is exact."""
-        return random.Random(f"{self.seed}:{step}").sample(range(len(self.cached)), min(count, len(self.cached)))
+        """Which sequences step ``step`` uses: a function of (seed, step), so resuming is exact."""
+        return random.Random(f"{self.seed}:{step}").sample(range(len(self.samples)), min(count, len(self.samples)))
 
     def batch(self, picks: list[int], device: torch.device) -> dict:
         batch = self.collator.train_batch([self.media[i] for i in picks])
         media = {m: t.to(device) for m, t in batch.pop("media").items()}
         return {**{k: v.to(device) for k, v in batch.items()}, "media": media}
+
+
+class Distiller(SequencePool):
+    """At training time: a few sequences of a cached set per step, and the KL to the teacher on them."""
+
+    def __init__(self, cached: DistillSet, dataset: InstructionDataset, collator: Collator, seed: int | str):
+        super().__init__(cached.samples, dataset, collator, seed)
+        self.cached = cached
 
     def kl(self, outputs, batch: dict, picks: list[int], temperature: float) -> torch.Tensor:
         """KL to the teacher, given the student's ``outputs`` on ``batch`` (built by ``batch(picks)``)."""
