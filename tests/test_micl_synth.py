@@ -241,10 +241,14 @@ def shape_of(mask: np.ndarray) -> str:
     return "circle" if box.mean() > 0.65 else "cross"
 
 
-def objects_in(image_path: Path) -> dict[tuple[str, str], tuple[str, str]]:
-    """(row, column) -> (colour, shape) of every object seen in a scene image, read off its pixels."""
+def pixels_of(image_path: Path) -> np.ndarray:
     with Image.open(image_path) as image:
-        pixels = np.asarray(image.convert("RGB")).astype(float)
+        return np.asarray(image.convert("RGB")).astype(float)
+
+
+def objects_in(image: Path | np.ndarray) -> dict[tuple[str, str], tuple[str, str]]:
+    """(row, column) -> (colour, shape) of every object seen in a scene image (a file or its pixels)."""
+    pixels = image if isinstance(image, np.ndarray) else pixels_of(image)
     edges = [round(i * pixels.shape[0] / 3) for i in range(4)]
     objects = {}
     for r, row in enumerate(ROWS):
@@ -257,7 +261,7 @@ def objects_in(image_path: Path) -> dict[tuple[str, str], tuple[str, str]]:
                     shape_of(foreground),
                 )
             else:
-                assert not foreground.any(), f"{image_path}: stray pixels in the {row} {column} cell"
+                assert not foreground.any(), f"{image}: stray pixels in the {row} {column} cell"
     return objects
 
 

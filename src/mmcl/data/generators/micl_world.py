@@ -1,4 +1,4 @@
-"""The world of the embedded benchmarks (micl-synth, llava-synth): what exists in it, how it looks and sounds.
+"""The world of the embedded benchmarks (micl-synth, llava-synth, mode-synth): what exists, how it looks and sounds.
 
 Four kinds of world state, each drawn from a numpy ``Generator`` and encoded to real media bytes:
 
@@ -139,8 +139,10 @@ def check_world(world: WorldConfig, generator: str = "micl_synth") -> None:
         raise ConfigError(f"{generator} world: " + "; ".join(problems))
 
 
-def sample_scene(rng: np.random.Generator, world: WorldConfig) -> Scene:
-    count = int(rng.integers(1, world.max_objects + 1))
+def sample_scene(rng: np.random.Generator, world: WorldConfig, count: int | None = None) -> Scene:
+    """A scene of ``count`` objects (None: 1..``world.max_objects``, uniformly)."""
+    if count is None:
+        count = int(rng.integers(1, world.max_objects + 1))
     colors = rng.choice(len(COLOR_NAMES), count, replace=False)
     shapes = rng.choice(len(SHAPES), count, replace=False)
     cells = rng.choice(GRID * GRID, count, replace=False)
@@ -209,7 +211,13 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: int, y: int, side: int
         draw.rectangle((x, y + offset, right, y + offset + bar - 1), fill=fill)
 
 
-def encode_scene(scene: Scene, world: WorldConfig, rng: np.random.Generator) -> bytes:
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def render_scene(scene: Scene, world: WorldConfig, rng: np.random.Generator) -> Image.Image:
     size = world.image_size
     image = Image.new("RGB", (size, size), _background(rng))
     draw = ImageDraw.Draw(image)
@@ -218,9 +226,11 @@ def encode_scene(scene: Scene, world: WorldConfig, rng: np.random.Generator) -> 
         x = _place_in_cell(obj.column, side, size, rng)
         y = _place_in_cell(obj.row, side, size, rng)
         _draw_shape(draw, obj.shape, x, y, side, COLORS[obj.color])
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return image
+
+
+def encode_scene(scene: Scene, world: WorldConfig, rng: np.random.Generator) -> bytes:
+    return png(render_scene(scene, world, rng))
 
 
 def sign_mask(word: str) -> Image.Image:
@@ -237,9 +247,7 @@ def encode_sign(sign: Sign, world: WorldConfig, rng: np.random.Generator) -> byt
     image = Image.new("RGB", (size, size), _background(rng))
     x, y = int(rng.integers(size - mask.width + 1)), int(rng.integers(size - mask.height + 1))
     image.paste(COLORS[sign.color], (x, y), mask)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png(image)
 
 
 def _event_wave(kind: str, pitch: float, length: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
