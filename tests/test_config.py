@@ -29,6 +29,32 @@ def test_text_task_is_one_name_or_a_list(params_file):
     assert to_plain(params.suites["micl-synth"])["text_task"] == "text_qa"
 
 
+def test_alignment_and_size_labels(params_file):
+    params = load_params(params_file())
+    llava, micl = params.suites["llava-synth"], params.suites["micl-synth"]
+    assert llava.alignment.task == "caption" and micl.alignment is None
+    assert "caption" in llava.tasks and "caption" not in llava.evaluated_tasks  # not a column of the matrix
+    assert micl.evaluated_tasks == list(micl.tasks)
+    assert params.presets["llava"].backbones == ["tiny-s", "tiny-m", "tiny-l"]
+    assert [params.backbones[b].size for b in ("tiny", "tiny-s", "tiny-m", "tiny-l")] == [None, "0.09M", "0.5M", "2.7M"]
+    hidden = [params.backbones[b].llm.hidden_size for b in ("tiny-s", "tiny-m", "tiny-l")]
+    assert hidden == sorted(hidden) and len(set(hidden)) == 3
+    # Neither is read by the jobs the suite's and the backbone's fingerprints trigger (prepare, train_base):
+    # changing them re-runs neither, and grids made before they existed keep their results.
+    edited = load_params(
+        params_file(
+            lambda raw: (
+                raw["suites"]["llava-synth"]["alignment"].update(steps=7),
+                raw["backbones"]["tiny"].update(size="1M"),
+            ),
+            name="edited.yaml",
+        )
+    )
+    sections = ("suites.llava-synth", "backbones.tiny")
+    assert edited.fingerprint(*sections) == params.fingerprint(*sections)
+    assert edited.fingerprint("suites.llava-synth.alignment") != params.fingerprint("suites.llava-synth.alignment")
+
+
 def set_key(path: str, value):
     def edit(params):
         node = params
@@ -67,6 +93,19 @@ def set_key(path: str, value):
             ["suites.micl-synth.text_task[1]", "unknown task 'text_qq'", "'text_qa'"],
         ),
         (set_key("suites.micl-synth.text_task", 3), ["micl-synth.text_task", "a task name or a list of task names"]),
+        (
+            set_key("suites.llava-synth.alignment.task", "captoin"),
+            ["suites.llava-synth.alignment.task", "unknown task 'captoin'", "(did you mean 'caption'?)"],
+        ),
+        (
+            set_key("suites.llava-synth.alignment.task", "vqa"),
+            ["suites.llava-synth.alignment.task", "'vqa' is a qa task", "a captioning task", "(caption)"],
+        ),
+        (
+            set_key("suites.llava-synth.orders.ivor", ["caption", "vqa"]),
+            ["suites.llava-synth.alignment.task", "'caption' is also in order 'ivor'"],
+        ),
+        (set_key("suites.llava-synth.alignment.stpes", 3), ["llava-synth.alignment.stpes", "'steps'"]),
         (set_key("evalution", {}), ["evalution", "unknown section", "'evaluation'"]),
         (set_key("train.schedule", "cosin"), ["train.schedule", "'cosine'"]),
     ],

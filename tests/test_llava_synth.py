@@ -16,6 +16,7 @@ from test_micl_synth import file_digests, objects_in
 from mmcl.config import SplitSizes, SuiteConfig, TaskConfig, WorldConfig
 from mmcl.data import GENERATORS
 from mmcl.data.generators.llava_synth import TASKS, LlavaSynth
+from mmcl.data.generators.micl_synth import parse_scene_caption
 from mmcl.data.generators.micl_world import SIGN_SCALE, SIGN_WORDS, sign_font
 from mmcl.data.records import perception_path, read_jsonl, split_path
 from mmcl.registry import ConfigError
@@ -65,6 +66,8 @@ def test_unknown_or_mistyped_tasks_raise_config_error():
         LlavaSynth(make_suite(tasks={"text_nlu": TaskConfig("qa", "text")}))
     with pytest.raises(ConfigError, match="llava_synth world: image_size"):
         LlavaSynth(make_suite(image_size=16))
+    with pytest.raises(ConfigError, match=r"llava_synth world: references_per_caption must be 1\.\.4, got 5"):
+        LlavaSynth(make_suite(references_per_caption=5))
 
 
 def test_only_the_image_encoder_gets_a_perception_set_of_scenes_and_signs(suite_dir):
@@ -110,6 +113,17 @@ def referent(phrase: str, objects: dict) -> tuple[str, str]:
     hits = [place for place, (color, shape) in objects.items() if set(words) - {"object"} <= {color, shape}]
     assert len(hits) == 1, (phrase, objects)
     return hits[0]
+
+
+def test_captions_describe_every_object_of_the_scene(suite_dir):
+    """The alignment data: the world's scene descriptions, as many paraphrases as the world asks for."""
+    for sample in samples_of(suite_dir, "caption"):
+        assert sample.instruction == "describe the image ." and len(set(sample.answers)) == WORLD.references_per_caption
+        objects = objects_in(suite_dir / sample.media[0])
+        scene = parse_scene_caption(sample.answers[0])
+        assert {tuple(obj.place.split()): (obj.color, obj.shape) for obj in scene} == objects, sample.id
+        for paraphrase in sample.answers[1:]:  # each names every object, in other words
+            assert all({obj.color, obj.shape, *obj.place.split()} <= set(paraphrase.split()) for obj in scene)
 
 
 def test_ref_answers_name_the_cell_of_the_object(suite_dir):

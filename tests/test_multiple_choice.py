@@ -1,4 +1,5 @@
-"""Multiple choice in the common format and its likelihood scoring; llava-synth end to end on a tiny model."""
+"""Multiple choice in the common format and its likelihood scoring; llava-synth end to end on a tiny model,
+its alignment stage included."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from mmcl.cli import main
 from mmcl.config import load_params
@@ -16,7 +18,8 @@ from mmcl.data.families.multiple_choice import MultipleChoice
 from mmcl.data.records import DataError, Sample, read_jsonl, split_path, write_jsonl
 from mmcl.evaluation import choose, evaluate, option_log_likelihoods
 from mmcl.io import read_json
-from mmcl.models.checkpoint import load_base
+from mmcl.models.checkpoint import MANIFEST, load_base
+from mmcl.training.alignment import align
 from mmcl.training.batching import Collator, InstructionDataset
 from mmcl.training.jobs import StageJob, task_families, train_base, train_stage
 
@@ -68,6 +71,7 @@ def shrink_llava(params: dict) -> None:
     params["backbones"]["tiny"]["encoder_pretraining"] = {"steps": {"image": 3, "audio": 3}, "batch_size": 8}
     params["backbones"]["tiny"]["stage0"] = {"steps": 4, "batch_size": 8, "lr": 3.0e-3}
     params["train"].update(steps=3, task_steps={}, batch_size=4, log_every=1)
+    suite["alignment"].update(steps=3, batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +167,23 @@ def test_a_stage_then_the_run_metrics(llava, tmp_path):
     nlg = base_scores["text_nlg"]["metrics"]["accuracy"] - stage_scores["text_nlg"]["metrics"]["accuracy"]
     assert metrics["nlu_delta"] == pytest.approx(nlu) and metrics["nlg_delta"] == pytest.approx(nlg)
     assert metrics["vl_score"] == pytest.approx(stage_scores["instruct"]["metrics"]["accuracy"])
+
+
+def tensors(directory) -> dict[str, torch.Tensor]:
+    return {k: v for file in sorted(directory.glob("*.safetensors")) for k, v in load_file(file).items()}
+
+
+def test_alignment_trains_the_projector_and_leaves_the_llm_bit_for_bit(llava, tmp_path):
+    params, data, base, _, _, scores = llava
+    assert "caption" in params.suites["llava-synth"].tasks and "caption" not in scores  # trained, never evaluated
+    aligned = tmp_path / "aligned"
+    align(params, "llava-synth", "tiny", data, base, aligned, log=lambda _: None)
+    for part in ("llm", "image_encoder"):
+        before, after = tensors(base / part), tensors(aligned / part)
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before), part
+    before, after = (load_file(d / "projectors.safetensors") for d in (base, aligned))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {k for k in before if k.startswith("image.")} and changed
+    manifest = read_json(aligned / MANIFEST)
+    assert manifest["alignment"]["task"] == "caption" and len(manifest["alignment"]["losses"]) == 3
+    assert read_json(aligned / "provenance.json")["job"]["command"] == "align"

@@ -49,6 +49,30 @@ def test_orders_sharing_a_first_task_share_its_stage(repo_root, params_file):
         assert len(stages) == 5  # image_cap shared, then two stages per order
     joint = [o for o in outputs if "/joint/" in o and o.endswith("/checkpoint")]
     assert joint == ["results/micl-synth/tiny/joint/seed0/stages/audio_cap+image_cap+image_qa/checkpoint"]
+    assert not [o for o in outputs if "aligned" in o], "micl-synth has no alignment stage"
+
+
+def test_one_alignment_per_backbone_is_where_every_run_starts(repo_root, params_file):
+    def edit(params):
+        params["presets"]["llava"].update(methods=["finetune", "msgm"], backbones=["tiny-s", "tiny-l"], seeds=[0, 1])
+
+    config = [f"params={params_file(edit)}", "preset=llava"]
+    plan = run([f"{BIN}/snakemake", "-n", "-p", "--config", *config], repo_root).stdout
+    outputs = [line.split("output: ", 1)[1] for line in plan.splitlines() if line.strip().startswith("output: ")]
+    aligned = {b: f"results/llava-synth/{b}/aligned/checkpoint" for b in ("tiny-s", "tiny-l")}
+    assert sorted(o for o in outputs if "aligned" in o) == sorted(aligned.values())
+    commands = [line.strip() for line in plan.splitlines() if " mmcl " in line]
+    for backbone, checkpoint in aligned.items():
+        base = f"results/llava-synth/{backbone}/base/checkpoint"
+        (align,) = [c for c in commands if " align " in c and f"--backbone {backbone} " in c]
+        assert f"--base {base} --out {checkpoint}" in align
+        mine = [c for c in commands if f"/{backbone}/" in c]
+        stages = [c for c in mine if " train-stage " in c or "--checkpoint" in c]  # trained or evaluated
+        assert len(stages) == 2 * 2 * 4 * 2 and all(f"--base {checkpoint} " in c for c in stages)
+        first = [c for c in mine if " train-stage " in c and "--stage instruct " in c]
+        assert len(first) == 4 and not [c for c in first if "--prev" in c], "each method and seed starts there"
+        # the base model's own evaluation (the linguistic reference) stays the base's
+        assert [c for c in mine if " evaluate " in c and "--checkpoint" not in c and f"--base {base} " in c]
 
 
 def test_lm_eval_jobs_run_beside_the_evaluations_of_backbones_that_ask_for_them(repo_root, params_file):

@@ -1,6 +1,6 @@
 """One run's accuracy matrices and continual-learning metrics, from its evaluation scores.
 
-Rows are stages (row t: after training stage t of the order), columns every task of the suite:
+Rows are stages (row t: after training stage t of the order), columns every evaluated task of the suite:
 the order's tasks first, then the others (e.g. the stage-0 text task). ``_acc`` metrics are taken
 over the order's QA tasks on the ``accuracy`` matrix, ``_cider`` over its captioning tasks on the
 ``cider`` matrix; see ``mmcl.metrics.continual`` for the formulas. Suites with NLU or NLG text tasks
@@ -66,7 +66,7 @@ def aggregate_run(
 ) -> dict:
     tasks = params.order(order, suite)
     lm_eval = params.backbones[backbone].lm_eval
-    columns = list(params.suites[suite].tasks) + list(lm_eval.tasks() if lm_eval else ())
+    columns = list(params.suites[suite].evaluated_tasks) + list(lm_eval.tasks() if lm_eval else ())
     eval_tasks = tasks + [t for t in columns if t not in tasks]
     zeroshot = read_scores(zeroshot_scores, lm_eval is not None)
     schedule = METHODS.get(params.methods[method].type).schedule

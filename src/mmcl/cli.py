@@ -45,6 +45,11 @@ def cmd_validate_config(args) -> None:
     )
     for order in grid.orders:
         print(f"  order {order}: {' -> '.join(params.order(order))}")
+    if alignment := params.suite().alignment:
+        print(
+            f"  alignment: '{alignment.task}', {alignment.steps} steps, once per backbone "
+            f"({len(grid.backbones)} stage(s)), the start of every run"
+        )
 
 
 def cmd_prepare(args) -> None:
@@ -95,6 +100,12 @@ def cmd_train_base(args) -> None:
     from mmcl.training.jobs import train_base
 
     train_base(_params(args), args.suite, args.backbone, Path(args.data), Path(args.out))
+
+
+def cmd_align(args) -> None:
+    from mmcl.training.alignment import align
+
+    align(_params(args), args.suite, args.backbone, Path(args.data), Path(args.base), Path(args.out))
 
 
 def _stage_job(args):
@@ -247,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the suite's data directory")
     p.add_argument("--out", required=True, help="base model directory to write")
 
+    p = command(
+        "align",
+        cmd_align,
+        "Run a suite's alignment stage (LLaVA-1.5): train the projector on captions, LLM and encoders frozen.",
+    )
+    for flag in ("--suite", "--backbone", "--data"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--base", required=True, help="base model directory it starts from")
+    p.add_argument("--out", required=True, help="aligned model directory to write (a base model directory)")
+
     def stage_command(name: str, func, help_text: str, flags: tuple[str, ...]) -> argparse.ArgumentParser:
         """A command about one stage of a run: ``flags`` (required) plus --seed and --stage."""
         p = command(name, func, help_text)
@@ -276,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay_help = "Choose a stage's rehearsal buffer: sample ids of the earlier tasks (no model)."
     stage_command("replay", cmd_replay, replay_help, ("--method", "--data", "--out"))
 
-    p = command("evaluate", cmd_evaluate, "Evaluate a checkpoint (or the base model) on every task of the suite.")
+    p = command(
+        "evaluate",
+        cmd_evaluate,
+        "Evaluate a checkpoint (or the base model) on every task of the suite but its alignment task.",
+    )
     p.add_argument("--suite", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="directory for predictions/ and scores.json")

@@ -56,6 +56,20 @@ class WorldConfig:
 
 
 @dataclass
+class AlignmentConfig:
+    """The LLaVA-1.5 alignment stage: before the continual stages, only the projector of ``task``'s
+    modality learns a captioning task (LLM and encoders frozen). It runs once per (suite, backbone),
+    and every run's first stage starts from its checkpoint (mitigation methods apply only from there)."""
+
+    task: str = MISSING  # a captioning task of the suite; in no order, and not evaluated
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+
+
+@dataclass
 class SuiteConfig:
     # a generator in src/mmcl/data/generators/ that writes every task of the suite (`datasets`: link each
     # task to its converted dataset)
@@ -68,6 +82,7 @@ class SuiteConfig:
     # Any because OmegaConf has no str-or-list type; _cross_check validates it, text_tasks reads it.
     text_task: Any = None
     orders: dict[str, list[str]] = field(default_factory=dict)
+    alignment: AlignmentConfig | None = None  # the LLaVA-1.5 alignment stage (null: runs start from the base)
 
     @property
     def text_tasks(self) -> list[str]:
@@ -75,6 +90,11 @@ class SuiteConfig:
         if self.text_task is None:
             return []
         return [self.text_task] if isinstance(self.text_task, str) else list(self.text_task)
+
+    @property
+    def evaluated_tasks(self) -> list[str]:
+        """The tasks every checkpoint is evaluated on: all but the alignment task (columns of the matrix)."""
+        return [task for task in self.tasks if self.alignment is None or task != self.alignment.task]
 
 
 @dataclass
@@ -192,7 +212,16 @@ class Params:
     def fingerprint(self, *sections: str) -> str:
         """Short hash of the named sections (dotted paths), for rerun triggers and artifact keys."""
         plain = self.resolved()
-        return digest({section: _lookup(plain, section) for section in sections})
+        return digest({section: _fingerprinted(plain, section) for section in sections})
+
+
+def _fingerprinted(plain: dict, section: str) -> Any:
+    """The value a fingerprint hashes for ``section``: an entry without its unfingerprinted setting."""
+    node = _lookup(plain, section)
+    top, _, name = section.partition(".")
+    if top in UNFINGERPRINTED and name in plain[top]:
+        node = {key: value for key, value in node.items() if key != UNFINGERPRINTED[top]}
+    return node
 
 
 def _lookup(node: dict, dotted: str) -> Any:
@@ -206,6 +235,12 @@ def _lookup(node: dict, dotted: str) -> Any:
             raise KeyError(f"{dotted}: no key {'.'.join(parts[start:])!r} here")
         node, start = node[".".join(parts[start:end])], end
     return node
+
+
+# Settings left out of the fingerprint of their entry (`suites.<name>`, `backbones.<name>`): none of the
+# jobs that fingerprint triggers reads them. The alignment stage has its own job and fingerprint
+# (`suites.<name>.alignment`); `size` is a report label. So adding them re-ran no existing result.
+UNFINGERPRINTED = {"suites": "alignment", "backbones": "size"}
 
 
 def digest(obj: Any) -> str:
@@ -255,6 +290,7 @@ class BackboneConfig:
     """Settings every backbone family has; a family's own dataclass extends this."""
 
     family: str = MISSING
+    size: str | None = None  # parameter count label for reports (e.g. 160M)
     freeze_encoders: bool = True
     projector_hidden: int | None = None  # MLP width (None: the LLM's hidden size)
     video: VideoConfig = field(default_factory=VideoConfig)
@@ -525,6 +561,25 @@ def _check_text_tasks(suite: SuiteConfig, where: str, path: str) -> None:
             _check_once(names, i, where, path)
 
 
+def _check_alignment(suite: SuiteConfig, where: str, path: str) -> None:
+    """The alignment task is a captioning task with a projector to train, outside every order."""
+    name = suite.alignment.task
+    _check_name(name, suite.tasks, where, "task", path)
+    task = suite.tasks[name]
+    captioning = [t for t, c in suite.tasks.items() if c.family == "captioning" and c.modality != "text"]
+    if task.family != "captioning" or task.modality == "text":
+        raise ConfigError(
+            f"{path}: {where}: '{name}' is a {task.family} task ({task.modality}); the alignment stage trains a "
+            f"projector on captions: name a captioning task of a media modality ({', '.join(captioning) or 'none'})"
+        )
+    for order, tasks in suite.orders.items():
+        if name in tasks:
+            raise ConfigError(
+                f"{path}: {where}: '{name}' is also in order '{order}'; the alignment task is learned once before "
+                "every order and never evaluated: remove it from the order, or align on another captioning task"
+            )
+
+
 def _cross_check(params: Params, path: str, generators, task_families) -> None:
     """Names that refer to other sections must exist there."""
     for suite_name, suite in params.suites.items():
@@ -549,6 +604,8 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
                 _check_name(task, suite.tasks, f"{where}.orders.{order_name}[{i}]", "task", path)
                 _check_once(tasks, i, f"{where}.orders.{order_name}", path)
         _check_text_tasks(suite, f"{where}.text_task", path)
+        if suite.alignment is not None:
+            _check_alignment(suite, f"{where}.alignment.task", path)
 
     for name, backbone in params.backbones.items():
         if backbone.lm_eval is not None:

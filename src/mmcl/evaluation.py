@@ -1,4 +1,4 @@
-"""Evaluate one checkpoint on every task of its suite (seen and unseen).
+"""Evaluate one checkpoint on every task of its suite (seen and unseen), but the alignment task.
 
 Each task is predicted the way its family asks (``TaskFamily.prediction``, dispatched by
 ``predict``): by greedy generation, or by choosing the likeliest of a sample's options. Predictions
@@ -34,7 +34,7 @@ def test_samples(params: Params, suite: str, data_dir: Path) -> dict[str, list[S
     cap = params.evaluation.max_samples
     families = task_families(params, suite)
     samples = {}
-    for task in params.suites[suite].tasks:
+    for task in params.suites[suite].evaluated_tasks:
         path = split_path(data_dir, task, "test")
         samples[task] = read_jsonl(path)[:cap]
         if families[task].prediction == "likelihood" and (bare := [s.id for s in samples[task] if not s.options]):
@@ -65,7 +65,7 @@ def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], sa
                 "primary": family.primary,
                 "metrics": metrics,
             }
-    return {task: scores[task] for task in tasks}
+    return {task: scores[task] for task in params.suites[suite].evaluated_tasks}
 
 
 def write_outputs(out_dir: Path, predictions, samples, scores: dict) -> None:

@@ -97,14 +97,19 @@ def stage_dir(w, key):
     return f"results/{w.suite}/{w.backbone}/{w.method}/seed{w.seed}/stages/{key}"
 
 
+def start_model(wildcards):
+    """The model every run of a suite starts from: the aligned model when the suite has an alignment
+    stage (one per suite and backbone, shared by every method and seed), else the base model. Stage
+    checkpoints hold only what differs from it, so their evaluation loads it too."""
+    start = "base" if PARAMS.suites[wildcards.suite].alignment is None else "aligned"
+    return f"results/{wildcards.suite}/{wildcards.backbone}/{start}/checkpoint"
+
+
 def model_inputs(wildcards):
-    """A stage's model starts from the base model and, unless it is the first stage, the previous
-    stage's checkpoint (which is also the model a `teach` job runs)."""
+    """A stage's model starts from the run's start model and, unless it is the first stage, the
+    previous stage's checkpoint (which is also the model a `teach` job runs)."""
     stage = stage_of(wildcards)
-    inputs = {
-        "data": f"data/{wildcards.suite}/manifest.json",
-        "base": f"results/{wildcards.suite}/{wildcards.backbone}/base/checkpoint",
-    }
+    inputs = {"data": f"data/{wildcards.suite}/manifest.json", "base": start_model(wildcards)}
     if stage.previous:
         inputs["prev"] = f"{stage_dir(wildcards, stage.previous)}/checkpoint"
     return inputs

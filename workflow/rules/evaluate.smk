@@ -1,7 +1,7 @@
 rule evaluate_stage:
     input:
         data="data/{suite}/manifest.json",
-        base="results/{suite}/{backbone}/base/checkpoint",
+        base=start_model,
         checkpoint="results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint",
     output:
         "results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/eval/scores.json",

@@ -21,6 +21,32 @@ rule train_base:
         "--backbone {wildcards.backbone} --data data/{wildcards.suite} --out {output} > {log} 2>&1"
 
 
+# The LLaVA-1.5 alignment stage of suites that have one: the projector learns captions from the base
+# model, once per suite and backbone; every run's first stage starts from it (`start_model`).
+rule align:
+    input:
+        data="data/{suite}/manifest.json",
+        base="results/{suite}/{backbone}/base/checkpoint",
+    output:
+        directory("results/{suite}/{backbone}/aligned/checkpoint"),
+    log:
+        "logs/{suite}/{backbone}/aligned.log",
+    benchmark:
+        "logs/benchmarks/align/{suite}/{backbone}/aligned.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=fingerprint("suites.{suite}.alignment", "train.precision"),
+    threads: cpus("train_base")
+    resources:
+        **cluster_resources("train_base"),
+    conda:
+        "../envs/mmcl.yaml"
+    # exec: as in train_base
+    shell:
+        "OMP_NUM_THREADS={threads} exec mmcl align --params {params.params_file} --suite {wildcards.suite} "
+        "--backbone {wildcards.backbone} --data data/{wildcards.suite} --base {input.base} --out {output} > {log} 2>&1"
+
+
 rule train_stage:
     input:
         unpack(stage_inputs),

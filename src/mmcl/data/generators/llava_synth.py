@@ -5,6 +5,9 @@ and measure what its LLM loses in language understanding (NLU) and generation (N
 has one task per group, on ``micl_world`` scenes and signs, and two text-only tasks that stand for
 the base LLM's own knowledge (the tiny backbone's stage 0 trains on both; ``text_task``):
 
+- ``caption`` (captioning): the scene described in the world's words ("describe the image ." -> "a red
+  circle at the top left and a blue square at the bottom right", ``world.references_per_caption``
+  paraphrases), the data of the LLaVA-1.5 alignment stage (``suites.<suite>.alignment``);
 - ``instruct``: a two- or three-turn conversation about a scene, flattened into the instruction;
   the answer is the last turn's reply. A turn either names an object or says "it" for the object
   of the turn before, and never asks what the conversation already said about it:
@@ -18,7 +21,7 @@ the base LLM's own knowledge (the tiny backbone's stage 0 trains on both; ``text
 - ``text_nlg`` (last-word completion, LAMBADA-style): a description and a sentence whose last word
   only the description gives away, "a red circle at the top left . the red circle is at the top" -> "left".
 
-Every task here is (qa, image) or text-only, so the generator knows its tasks by name (``TASKS``).
+Every task here is (captioning or qa, image) or text-only, so the generator knows its tasks by name (``TASKS``).
 Seeded streams, files and perception sets: ``synthetic.SyntheticSuite``; the image encoder's
 perception set holds scenes and signs, half each on average.
 """
@@ -31,7 +34,15 @@ import numpy as np
 
 from mmcl.config import SuiteConfig, TaskConfig, WorldConfig
 from mmcl.data import GENERATORS
-from mmcl.data.generators.micl_synth import MEDIA, NUMBER_WORDS, TEXT_SOURCES, refer_to, scene_tags
+from mmcl.data.generators.micl_synth import (
+    MEDIA,
+    NUMBER_WORDS,
+    TEXT_SOURCES,
+    check_references,
+    described,
+    refer_to,
+    scene_tags,
+)
 from mmcl.data.generators.micl_world import (
     COLOR_NAMES,
     COLUMNS,
@@ -56,6 +67,7 @@ from mmcl.data.generators.synthetic import Drawn, SyntheticSuite, Tagged
 from mmcl.registry import ConfigError, closest
 
 TASKS = {  # the tasks this generator writes: name -> (family, modality)
+    "caption": ("captioning", "image"),
     "instruct": ("qa", "image"),
     "vqa": ("qa", "image"),
     "ocr": ("qa", "image"),
@@ -278,6 +290,7 @@ class LlavaSynth(SyntheticSuite):
                     f"llava_synth task '{task}': is ({family}, {modality}), got ({config.family}, {config.modality}); "
                     f"set its family to {family} and its modality to {modality}"
                 )
+        check_references(suite.world, "llava_synth")
         check_world(suite.world, "llava_synth")
         super().__init__(suite)
 
@@ -294,6 +307,8 @@ class LlavaSynth(SyntheticSuite):
             question, answer = sign_question(sign, rng)
             return Drawn(question, [answer], data, "png")
         scene, data = self.redraw(sample_scene, encode_scene, rng, avoid)
+        if task == "caption":
+            return described("image", scene, data, world)
         if task == "instruct":
             question, answer = conversation(scene, rng)
         elif task == "vqa":

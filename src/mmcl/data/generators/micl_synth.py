@@ -211,6 +211,21 @@ TEXT_SOURCES = ("image", "image", "audio", "video")  # scenes carry the most que
 SUPPORTED = (*((family, m) for family in ("captioning", "qa") for m in MEDIA), ("qa", "text"))
 
 
+def check_references(world: WorldConfig, generator: str) -> None:
+    if not 1 <= world.references_per_caption <= CAPTION_TEMPLATES:
+        raise ConfigError(
+            f"{generator} world: references_per_caption must be 1..{CAPTION_TEMPLATES}, "
+            f"got {world.references_per_caption}"
+        )
+
+
+def described(modality: str, state, data: bytes, world: WorldConfig) -> Drawn:
+    """A captioning sample of ``state``: a fixed instruction and its first ``references_per_caption`` captions."""
+    kind = MEDIA[modality]
+    references = kind.captions(state)[: world.references_per_caption]
+    return Drawn(f"describe the {modality} .", references, data, kind.extension)
+
+
 @GENERATORS.register("micl_synth")
 class MiclSynth(SyntheticSuite):
     """Writes every task of a suite: ``<task>/<split>.jsonl``, ``media/<task>/<split>/*``, ``vocab.txt``."""
@@ -223,11 +238,7 @@ class MiclSynth(SyntheticSuite):
                     f"micl_synth task '{task}': unsupported (family, modality) "
                     f"({config.family}, {config.modality}); supported: {pairs}"
                 )
-        references = suite.world.references_per_caption
-        if not 1 <= references <= CAPTION_TEMPLATES:
-            raise ConfigError(
-                f"micl_synth world: references_per_caption must be 1..{CAPTION_TEMPLATES}, got {references}"
-            )
+        check_references(suite.world, "micl_synth")
         check_world(suite.world)
         super().__init__(suite)
 
@@ -244,8 +255,7 @@ class MiclSynth(SyntheticSuite):
         world, kind = self.suite.world, MEDIA[config.modality]
         state, data = self.redraw(kind.sample, kind.encode, rng, avoid)
         if config.family == "captioning":
-            references = kind.captions(state)[: world.references_per_caption]
-            return Drawn(f"describe the {config.modality} .", references, data, kind.extension)
+            return described(config.modality, state, data, world)
         question, answer = kind.question(state, world, rng)
         return Drawn(question, [answer], data, kind.extension)
 

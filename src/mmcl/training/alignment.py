@@ -1,0 +1,80 @@
+"""The alignment stage of the LLaVA-1.5 recipe: the projector learns captions, the rest stays frozen.
+
+It runs once per (suite, backbone), from the base model, on the suite's alignment task
+(``suites.<suite>.alignment``); every method and seed then starts its first continual stage from the
+aligned model. Only the projector of the task's modality is trained, so the LLM (and with it the
+base model's text scores, the reference of the linguistic deltas) is the base model's, bit for bit.
+The aligned model is saved as a base directory (``save_base``), so the stage, teacher and
+evaluation jobs load it exactly as they load a base model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from accelerate.utils import set_seed
+
+from mmcl.config import Params
+from mmcl.methods.base import parameters_under
+from mmcl.models.checkpoint import MANIFEST, load_base, save_base
+from mmcl.provenance import record
+from mmcl.training.batching import Collator, InstructionDataset
+from mmcl.training.jobs import load_split, resume_path, task_families
+from mmcl.training.loop import FitSettings, fit
+from mmcl.training.resume import discard_state
+
+SEED = 0  # one aligned model for every grid seed
+
+
+def align(params: Params, suite: str, backbone: str, data_dir: Path, base_dir: Path, out_dir: Path, log=print) -> None:
+    """Train the projector of the alignment task's modality on its captions and save the aligned model."""
+    alignment = params.suites[suite].alignment
+    if alignment is None:
+        raise ValueError(f"suite '{suite}' has no alignment stage (suites.{suite}.alignment is null)")
+    task = alignment.task
+    modality = params.suites[suite].tasks[task].modality
+    set_seed(SEED)
+    model, processor = load_base(base_dir)
+    trainable = set(parameters_under(model, f"projectors.{modality}."))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+    samples = load_split(data_dir, [task], "train")
+    collator = Collator(
+        model.tokenizer,
+        model.num_media_tokens,
+        task_families(params, suite),
+        seed=SEED,
+        max_length=model.llm.config.max_position_embeddings,
+    )
+    settings = FitSettings(
+        steps=alignment.steps,
+        batch_size=alignment.batch_size,
+        lr=alignment.lr,
+        warmup_ratio=alignment.warmup_ratio,
+        grad_clip=alignment.grad_clip,
+        log_every=params.train.log_every,
+        seed=SEED,
+        precision=params.train.precision,
+        checkpoint_every=params.train.checkpoint_every,
+    )
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(
+        f"alignment of {backbone} on '{task}': {len(samples)} samples, {alignment.steps} steps, "
+        f"{n_trainable:,} trainable parameters (the {modality} projector)"
+    )
+    started = time.perf_counter()
+    dataset = InstructionDataset(samples, data_dir, processor)
+    result = fit(model, dataset, collator, settings, log=log, resume_dir=resume_path(out_dir))
+    stats = {
+        "task": task,
+        "trained": sorted(trainable),
+        "losses": result["losses"],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    manifest = json.loads((Path(base_dir) / MANIFEST).read_text()) | {"alignment": stats}
+    save_base(out_dir, result["model"], processor, manifest)
+    job = {"command": "align", "suite": suite, "backbone": backbone, "base": str(base_dir), "task": task}
+    record(out_dir / "provenance.json", params, job)
+    discard_state(resume_path(out_dir))
