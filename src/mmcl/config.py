@@ -109,6 +109,18 @@ class EvalConfig:
     max_samples: int | None = None  # cap per task test split (None: the whole split)
 
 
+@dataclass
+class JudgeConfig:
+    """The judge of generated images (``mmcl.models.judge``): a CNN trained once per suite with generation
+    tasks, on their real training images, that reads colour, shape and position."""
+
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    hidden: int = 32  # channels of its first convolution
+    seed: int = 0
+
+
 DISTRIBUTED = ("ddp", "fsdp", "deepspeed_zero2")  # workflow/accelerate/<name>.yaml
 
 
@@ -169,6 +181,7 @@ class Params:
     methods: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # suites with generation tasks only
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     presets: dict[str, GridConfig] = field(default_factory=dict)  # named grids: one per paper table
     # A paper's configuration file names the params file it starts from (relative to itself); see load_params.
