@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest import drawing_params, save_tiny_chameleon, with_backbone, write_drawing_suite
+from safetensors.torch import load_file
 from test_workflow import planned_jobs
 
 from mmcl.cli import main
@@ -26,7 +27,7 @@ from mmcl.models.unified_lm import IMAGE_END, IMAGE_START, image_vocabulary
 from mmcl.models.vq import load_tokenizer
 from mmcl.registry import ConfigError
 from mmcl.training.batching import IGNORE, Collator, InstructionDataset
-from mmcl.training.jobs import task_families, train_base
+from mmcl.training.jobs import StageJob, task_families, train_base, train_stage
 
 CODES = 256  # params.yaml's codebook size
 GRID = 64  # 32 px images in 4 px codes: 8 x 8
@@ -39,6 +40,7 @@ def drawing(tmp_path_factory, default_params):
     root = tmp_path_factory.mktemp("drawing")
     path = root / "params.yaml"
     raw = drawing_params(copy.deepcopy(default_params), tokenizer_steps=300, judge_steps=250, stage0_steps=6)
+    raw["train"].update(steps=3, task_steps={}, batch_size=4, log_every=1)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     params = load_params(path)
     data = write_drawing_suite(root / "data" / "drawing", train=128, test=32)
@@ -164,6 +166,20 @@ def test_evaluation_scores_generation_beside_the_judge_and_keeps_the_images(draw
                  checkpoint=None, out_dir=out, log=lambda _: None)  # fmt: skip
 
 
+def test_a_lora_stage_adapts_only_the_llm_and_the_model_still_draws(drawing):
+    out = drawing.root / "stages" / "image_qa"
+    job = StageJob("drawing", "unified", "lora", 0, "image_qa", drawing.data, drawing.base, None)
+    train_stage(drawing.params, job, out, log=lambda _: None)
+    trained = load_file(out / "model.safetensors")
+    assert trained and all(".lora_" in name for name in trained), "no projectors, no image tokenizer"
+    scores = evaluate(
+        drawing.params, suite="drawing", method="lora", data_dir=drawing.data, base_dir=drawing.base,
+        checkpoint=out, out_dir=out.parent / "eval", log=lambda _: None, judge_dir=drawing.judge,
+    )  # fmt: skip
+    assert set(scores) == {"draw", "image_qa"}
+    assert len(list((out.parent / "eval" / "generated" / "draw").glob("*.png"))) == 32
+
+
 def test_a_backbone_without_image_tokens_cannot_learn_to_draw(drawing, tiny_base):
     model, processor = load_base(tiny_base)
     collator = Collator(model.tokenizer, model.num_media_tokens, task_families(drawing.params, "drawing"))
@@ -218,3 +234,21 @@ def test_artifacts_are_planned_only_where_they_are_read(repo_root, params_file):
     assert outputs.count("results/drawing/unified/image_tokenizer") == 1
     assert outputs.count("results/drawing/judge") == 1
     assert not [o for o in planned_jobs(repo_root, params_file()) if "image_tokenizer" in o or "judge" in o]
+
+
+@pytest.mark.parametrize(
+    ("suite", "backbone", "message"),
+    [
+        ("drawing", "tiny", "backbone 'tiny' cannot generate images to judge"),
+        ("drawing", "anole-7b", "backbone 'anole-7b' cannot generate images to judge"),  # no Chameleon decoder
+        ("micl-synth", "unified", "backbone 'unified' learns to draw .* suite 'micl-synth' has none"),
+    ],
+)
+def test_a_grid_whose_backbone_cannot_draw_what_the_suite_asks_fails_at_load(params_file, suite, backbone, message):
+    def edit(params):
+        drawing_params(params, tokenizer_steps=10, judge_steps=10, stage0_steps=2)
+        orders = {"drawing": ["qa"], "micl-synth": ["img-aud-vid"]}
+        params["grid"].update(suite=suite, orders=orders[suite], backbones=[backbone])
+
+    with pytest.raises(ConfigError, match=rf"grid\.backbones\[0\]: {message}"):
+        load_params(params_file(edit))

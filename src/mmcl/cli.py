@@ -103,13 +103,14 @@ def _artifacts(args, command: str) -> dict[str, Path]:
 
 def cmd_train_base(args) -> None:
     from mmcl.models import BACKBONES
+    from mmcl.models.unified import IMAGE_TOKENIZER
     from mmcl.plan import image_tokenizer_dir
     from mmcl.training.jobs import train_base
 
     params = _params(args)
     config = params.backbones[args.backbone]
     # An artifact not given is where the workflow builds it (its rule stays as it was before artifacts existed).
-    defaults = {"image_tokenizer": Path(image_tokenizer_dir(args.suite, args.backbone))}
+    defaults = {IMAGE_TOKENIZER: Path(image_tokenizer_dir(args.suite, args.backbone))}
     needed = BACKBONES.get(config.family)(config).required_artifacts()
     artifacts = {name: defaults[name] for name in needed} | _artifacts(args, "train-base")
     train_base(params, args.suite, args.backbone, Path(args.data), Path(args.out), artifacts=artifacts)

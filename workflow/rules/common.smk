@@ -10,6 +10,7 @@ from mmcl.data import TASK_FAMILIES
 from mmcl.integrity import quarantine_damaged
 from mmcl.methods import METHODS
 from mmcl.models import BACKBONES
+from mmcl.models.unified import IMAGE_TOKENIZER
 from mmcl.plan import image_tokenizer_dir, judge_dir, plan_stages
 
 PARAMS_FILE = config.get("params", "params.yaml")
@@ -85,7 +86,7 @@ def base_inputs(wildcards):
     """The suite's data and the artifacts the backbone is assembled from (an embedded unified backbone's
     image tokenizer; none for the others, so their jobs are unchanged)."""
     config = PARAMS.backbones[wildcards.backbone]
-    artifacts = {"image_tokenizer": image_tokenizer_dir(wildcards.suite, wildcards.backbone)}
+    artifacts = {IMAGE_TOKENIZER: image_tokenizer_dir(wildcards.suite, wildcards.backbone)}
     needed = BACKBONES.get(config.family)(config).required_artifacts()
     return {"data": f"data/{wildcards.suite}/manifest.json"} | {name: artifacts[name] for name in needed}
 

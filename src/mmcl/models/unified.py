@@ -54,7 +54,11 @@ class UnifiedConfig(BackboneConfig):
     stage0: Stage0Config = field(default_factory=lambda: Stage0Config(steps=1500, batch_size=32, lr=3e-3))
 
     @property
-    def trains_image_tokenizer(self) -> bool:
+    def generates_images(self) -> bool:
+        return self.model is None  # transformers' Chameleon cannot decode its image tokens
+
+    @property
+    def stage0_draws(self) -> bool:
         return self.model is None
 
 
@@ -64,7 +68,7 @@ class Unified(BackboneFamily):
     stage0_prompt_loss = False  # instruction tuning: the answers and the drawn images are the targets
 
     def required_artifacts(self) -> list[str]:
-        return [IMAGE_TOKENIZER] if self.config.trains_image_tokenizer else []
+        return [IMAGE_TOKENIZER] if self.config.model is None else []
 
     def assemble(self, suite: SuiteConfig, data_dir: Path):
         from mmcl.models import unified_lm
@@ -87,11 +91,7 @@ class Unified(BackboneFamily):
         from mmcl.data.families.generation import read_back
         from mmcl.training.jobs import load_split
 
+        # at least one: the config requires it of a backbone that ``stage0_draws``
         drawing = [name for name, task in suite.tasks.items() if task.family == "generation"]
-        if not drawing:
-            raise ValueError(
-                "stage 0 of the embedded unified backbone trains on the suite's generation tasks, and this "
-                "suite has none; add one (family: generation), or use a suite that has one (mode-synth)"
-            )
         generation = load_split(data_dir, drawing, "train")
         return super().stage0_samples(suite, data_dir) + generation + [read_back(s) for s in generation]

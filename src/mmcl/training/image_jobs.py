@@ -10,7 +10,9 @@ from pathlib import Path
 
 from mmcl.config import Params
 from mmcl.data.records import DataError
+from mmcl.models import BACKBONES
 from mmcl.models.image_models import read_images
+from mmcl.models.unified import IMAGE_TOKENIZER
 from mmcl.provenance import record
 from mmcl.registry import ConfigError
 from mmcl.training.jobs import load_split
@@ -28,7 +30,7 @@ def build_image_tokenizer(params: Params, suite: str, backbone: str, data_dir: P
     from mmcl.models.vq import train_tokenizer
 
     config = params.backbones[backbone]
-    if not getattr(config, "trains_image_tokenizer", False):
+    if IMAGE_TOKENIZER not in BACKBONES.get(config.family)(config).required_artifacts():
         raise ConfigError(
             f"backbone '{backbone}' has no image tokenizer to train (only `family: unified`, `model: null`)"
         )
