@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -19,12 +20,12 @@ from mmcl.cli import main
 from mmcl.config import load_params
 from mmcl.data.records import read_jsonl, split_path
 from mmcl.evaluation import draw, evaluate
-from mmcl.io import read_json
+from mmcl.io import read_json, sha256_file
 from mmcl.models.checkpoint import load_base
 from mmcl.models.image_models import as_float, read_images
 from mmcl.models.judge import load_judge
 from mmcl.models.unified_lm import IMAGE_END, IMAGE_START, image_vocabulary
-from mmcl.models.vq import load_tokenizer
+from mmcl.models.vq import load_tokenizer, train_tokenizer
 from mmcl.registry import ConfigError
 from mmcl.training.batching import IGNORE, Collator, InstructionDataset
 from mmcl.training.jobs import StageJob, task_families, train_base, train_stage
@@ -68,6 +69,15 @@ def test_the_tokenizer_round_trips_images_through_codes(drawing):
     constant = (images - images.mean(0)).pow(2).mean().item()
     assert torch.nn.functional.mse_loss(decoded, images).item() < constant / 2.5
     assert settings["stats"]["mse"] < constant / 2.5  # what the artifact records: the same, on the test images
+
+
+def test_the_same_seed_gives_the_same_tokenizer_bytes(drawing, tmp_path):
+    config = replace(drawing.params.backbones["unified"].tokenizer, steps=3, batch_size=8)
+    images = read_images(drawing.data, read_jsonl(split_path(drawing.data, "draw", "train"))[:32])
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train_tokenizer(images, images[:8], replace(config, seed=seed), tmp_path / name, log=lambda _: None)
+    weights = {name: sha256_file(tmp_path / name / "model.safetensors") for name in "abc"}
+    assert weights["a"] == weights["b"] != weights["c"]
 
 
 def test_the_judge_reads_real_images_far_above_chance(drawing):

@@ -120,11 +120,6 @@ def draw(
 ) -> tuple[dict[str, str], dict]:
     """Generation: the image each prompt asks for (one image's codes, greedy), decoded to pixels; returns
     what the judge reads in each (its attribute string) and the images."""
-    if not hasattr(model, "generate_image"):
-        raise ValueError(
-            f"task '{samples[0].task}' generates images, which only a backbone that writes image tokens can do; "
-            "use a `family: unified` backbone for this suite"
-        )
     from mmcl.models.image_models import as_pil
 
     loader = DataLoader(

@@ -47,6 +47,13 @@ def as_pil(images: torch.Tensor) -> list:
     return [Image.fromarray(array) for array in pixels]
 
 
+def seeded(make: Callable[[dict], nn.Module], settings: dict) -> nn.Module:
+    """``make(settings)`` with torch's random state seeded from ``settings["seed"]`` (its initial weights,
+    and what else draws from that state while it trains)."""
+    torch.manual_seed(settings["seed"])
+    return make(settings)
+
+
 @dataclass
 class Fit:
     steps: int
@@ -61,7 +68,6 @@ def fit(module: nn.Module, count: int, loss_of: Callable[[torch.Tensor], torch.T
     ``settings.seed``); ``loss_of(rows)`` is a batch's loss. Returns the last loss and the time taken."""
     from mmcl.training.loop import make_scheduler
 
-    torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=0.0)
     scheduler = make_scheduler(optimizer, "cosine", settings.steps, int(settings.steps * settings.warmup_ratio))
@@ -91,14 +97,14 @@ def save_artifact(out_dir: Path, module: nn.Module, settings: dict) -> None:
         seal(tmp)
 
 
-def load_artifact(directory: Path, make: Callable[[dict], nn.Module]) -> tuple[nn.Module, dict]:
+def load_artifact(directory: Path, make: Callable[[dict], nn.Module], command: str) -> tuple[nn.Module, dict]:
     """The module built by ``make(settings)`` with the saved weights, in eval mode and frozen; a damaged
     directory is moved aside (``mmcl.models.checkpoint.verify``) so that the workflow rebuilds it."""
     from mmcl.models.checkpoint import CheckpointError, verify
 
     directory = Path(directory)
     if not (directory / SETTINGS).exists():
-        raise CheckpointError(f"{directory}: no {SETTINGS}; build it with the command named in its rule")
+        raise CheckpointError(f"{directory}: no {SETTINGS} (not built yet?); build it with `{command}`")
     verify(directory)
     settings = json.loads((directory / SETTINGS).read_text())
     module = make(settings)

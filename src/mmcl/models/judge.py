@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmcl.models.image_models import Fit, as_float, fit, load_artifact, save_artifact
+from mmcl.data.records import DataError
+from mmcl.models.image_models import Fit, as_float, fit, load_artifact, save_artifact, seeded
 
 FIELDS = ("colour", "shape", "position")
 
@@ -78,11 +79,11 @@ def train_judge(
     values = [fields_of(a) for a in attributes]
     classes = {field: sorted({v[i] for v in values}) for i, field in enumerate(FIELDS)}
     if unknown := sorted(
-        {a for a in test_attributes if any(v not in classes[f] for f, v in zip(FIELDS, fields_of(a), strict=False))}
+        {a for a in test_attributes if any(v not in classes[f] for f, v in zip(FIELDS, fields_of(a), strict=True))}
     ):
-        raise ValueError(f"test attributes never seen in training, e.g. {unknown[0]!r}; the judge cannot read them")
+        raise DataError(f"test attributes never seen in training, e.g. {unknown[0]!r}; the judge cannot read them")
     settings = {**asdict(config), "classes": classes, "image_size": images.shape[-1]}
-    judge = build(settings)
+    judge = seeded(build, settings)
     pixels, targets = as_float(images), judge.targets(attributes)
 
     def loss_of(rows):
@@ -103,15 +104,15 @@ def accuracy(judge: Judge, images: torch.Tensor, attributes: list[str]) -> dict:
     read = [fields_of(a) for chunk in as_float(images).split(256) for a in judge.read(chunk)]
     gold = [fields_of(a) for a in attributes]
     per_field = {
-        f"{field}_accuracy": round(100 * sum(r[i] == g[i] for r, g in zip(read, gold, strict=False)) / len(gold), 2)
+        f"{field}_accuracy": round(100 * sum(r[i] == g[i] for r, g in zip(read, gold, strict=True)) / len(gold), 2)
         for i, field in enumerate(FIELDS)
     }
     return {
         "test_images": len(gold),
-        "accuracy": round(100 * sum(r == g for r, g in zip(read, gold, strict=False)) / len(gold), 2),
+        "accuracy": round(100 * sum(r == g for r, g in zip(read, gold, strict=True)) / len(gold), 2),
         **per_field,
     }
 
 
 def load_judge(directory: Path) -> tuple[Judge, dict]:
-    return load_artifact(directory, build)
+    return load_artifact(directory, build, "mmcl train-judge")

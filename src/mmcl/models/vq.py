@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmcl.models.image_models import Fit, as_float, fit, load_artifact, save_artifact
+from mmcl.models.image_models import Fit, as_float, fit, load_artifact, save_artifact, seeded
 
 DEAD_BELOW = 0.03  # a code whose moving-average use falls below this many vectors per batch is restarted
 
@@ -80,8 +80,8 @@ class VQVAE(nn.Module):
     def _decode(self, quantised: torch.Tensor) -> torch.Tensor:
         return self.decoder(quantised.permute(0, 3, 1, 2))
 
-    def loss(self, images: torch.Tensor, commitment: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction + commitment loss of a training batch (updating the codebook) and the MSE alone."""
+    def loss(self, images: torch.Tensor, commitment: float) -> torch.Tensor:
+        """Reconstruction + commitment loss of a training batch (updating the codebook)."""
         vectors = self._vectors(images)
         flat = vectors.detach().reshape(-1, vectors.shape[-1])
         if not self.initialised:
@@ -94,8 +94,7 @@ class VQVAE(nn.Module):
         quantised = self.codebook[codes]
         # straight-through: the decoder's gradient flows to the encoder as if no rounding happened
         reconstruction = self._decode(vectors + (quantised - vectors).detach())
-        mse = F.mse_loss(reconstruction, images)
-        return mse + commitment * F.mse_loss(vectors, quantised), mse
+        return F.mse_loss(reconstruction, images) + commitment * F.mse_loss(vectors, quantised)
 
     @torch.no_grad()
     def _update_codebook(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
@@ -123,11 +122,11 @@ def train_tokenizer(images: torch.Tensor, held_out: torch.Tensor, config, out_di
     """Train a VQ-VAE with ``config`` (``mmcl.models.unified.ImageTokenizerConfig``) on uint8 ``images``,
     measure it on ``held_out`` and save it to ``out_dir``; returns its stats."""
     settings = asdict(config)
-    model = build(settings)
+    model = seeded(build, settings)
     pixels = as_float(images)
 
     def loss_of(rows):
-        return model.loss(pixels[rows], config.commitment)[0]
+        return model.loss(pixels[rows], config.commitment)
 
     tokens = model.tokens_per_image(images.shape[-1])
     log(f"image tokenizer: {len(images)} images, {config.codebook_size} codes, {tokens} per image")
@@ -155,4 +154,4 @@ def measure(model: VQVAE, images: torch.Tensor) -> dict:
 
 
 def load_tokenizer(directory: Path) -> tuple[VQVAE, dict]:
-    return load_artifact(directory, build)
+    return load_artifact(directory, build, "mmcl train-tokenizer")
