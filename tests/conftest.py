@@ -363,3 +363,108 @@ def check_converted(data: Path, source: Source, processor) -> None:
             inputs = processor.load(modality, data / media)
             assert inputs.shape == {"image": (3, 32, 32), "video": (4, 3, 32, 32), "audio": (40, 50)}[modality]
     assert summary["bytes"] == sum(p.stat().st_size for p in data.rglob("*") if p.is_file() and p.suffix != ".json")
+
+
+# --- A suite that asks for images (generation) and about them, rendered from the embedded world ---
+
+
+def write_drawing_suite(data: Path, train: int, test: int, seed: int = 0) -> Path:
+    """``draw`` ("draw a red circle at the top left" -> its picture, answer "red circle top left") and
+    ``image_qa`` (micl-synth's questions) in the common format, with the word tokenizer `mmcl prepare`
+    builds: the generation setting before a generated suite of its own exists."""
+    import numpy as np
+
+    from mmcl.config import WorldConfig
+    from mmcl.data.generators.micl_synth import scene_question
+    from mmcl.data.generators.micl_world import encode_scene, sample_scene
+    from mmcl.data.records import Sample, split_path, write_jsonl
+    from mmcl.data.vocab import build_word_tokenizer, words_of
+
+    world = WorldConfig(image_size=32, max_objects=1)
+    rng = np.random.default_rng(seed)
+    words: set[str] = set()
+    for split, size in (("train", train), ("test", test)):
+        for task in ("draw", "image_qa"):
+            (data / "media" / task / split).mkdir(parents=True, exist_ok=True)
+            samples = []
+            for index in range(size):
+                scene = sample_scene(rng, world)
+                media = f"media/{task}/{split}/{index:05d}.png"
+                (data / media).write_bytes(encode_scene(scene, world, rng))
+                (obj,) = scene
+                if task == "draw":
+                    instruction, answer = (
+                        f"draw a {obj.color} {obj.shape} at the {obj.place}",
+                        f"{obj.color} {obj.shape} {obj.place}",
+                    )
+                else:
+                    instruction, answer = scene_question(scene, world, rng)
+                samples.append(Sample(f"{task}-{split}-{index:05d}", task, "image", instruction, [answer], [media]))
+                words |= words_of(samples[-1])
+            write_jsonl(split_path(data, task, split), samples)
+    (data / "vocab.txt").write_text("".join(f"{word}\n" for word in sorted(words)))
+    build_word_tokenizer(data / "vocab.txt", data / "tokenizer")
+    return data
+
+
+def drawing_params(params: dict, tokenizer_steps: int, judge_steps: int, stage0_steps: int) -> dict:
+    """``params`` with the drawing suite (`write_drawing_suite`), an embedded unified backbone and a judge."""
+    params["suites"]["drawing"] = {
+        "world": {"image_size": 32, "max_objects": 1},
+        "tasks": {
+            "draw": {"family": "generation", "modality": "image"},
+            "image_qa": {"family": "qa", "modality": "image"},
+        },
+        "orders": {"qa": ["image_qa"]},
+    }
+    params["backbones"]["unified"]["tokenizer"].update(steps=tokenizer_steps, batch_size=16)
+    params["backbones"]["unified"]["stage0"] = {"steps": stage0_steps, "batch_size": 16, "lr": 3.0e-3}
+    params["judge"].update(steps=judge_steps, batch_size=32)
+    return params
+
+
+def save_tiny_chameleon(words: list[str], out: Path, codebook_size: int = 16) -> Path:
+    """A one-layer ChameleonForConditionalGeneration (as Chameleon and Anole are loaded) for 32 px images
+    (4x4 codes), with a word-level tokenizer laid out as Chameleon's: the image tokens (IMGIMG<code in
+    letters>Z), then the image end and start markers, then ``words``; its image processor beside it."""
+    import torch
+    from transformers import ChameleonConfig, ChameleonForConditionalGeneration, ChameleonImageProcessorPil
+
+    from mmcl.data.vocab import build_word_tokenizer
+
+    def letters(code: int) -> str:
+        return "".join(chr(ord("A") + int(digit)) for digit in str(code))
+
+    image = [f"IMGIMG{letters(code)}Z" for code in range(codebook_size)]
+    vocab = out.parent / f"{out.name}-vocab.txt"
+    vocab.write_text("".join(f"{word}\n" for word in [*image, "<eoss>", "<racm3:break>", *words]))
+    build_word_tokenizer(vocab, out)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    config = ChameleonConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        vocabulary_map=tokenizer.get_vocab(),
+        vq_config={
+            "embed_dim": 8,
+            "num_embeddings": codebook_size,
+            "latent_channels": 32,
+            "resolution": 32,
+            "base_channels": 32,  # GroupNorm has 32 groups
+            "channel_multiplier": [1, 1, 2, 2],  # three halvings: 32 px -> 4x4 codes
+            "num_res_blocks": 1,
+        },
+    )
+    torch.manual_seed(0)
+    ChameleonForConditionalGeneration(config).save_pretrained(out)
+    ChameleonImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+    return out

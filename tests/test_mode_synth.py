@@ -245,7 +245,8 @@ def test_perception_views_are_tagged_with_what_can_be_seen(suite_dir):
 
 def test_params_suite_loads_and_generates(tmp_path):
     suite = load_params(ROOT / "params.yaml").suites["mode-synth"]
-    assert list(suite.tasks) == list(UNDERSTANDING) and suite.orders["coin"] == list(UNDERSTANDING)
+    assert list(suite.tasks) == [*UNDERSTANDING, "draw"] and suite.orders["coin"] == list(UNDERSTANDING)
+    assert suite.tasks["draw"].family == "generation"  # scored by judging the decoded picture
     assert suite.text_tasks == []
     ModeSynth(replace(suite, sizes=SplitSizes(4, 2, 0))).generate(tmp_path)
     assert {p.parent.name for p in tmp_path.glob("*/train.jsonl")} == set(TASKS)

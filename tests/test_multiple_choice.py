@@ -95,7 +95,7 @@ def llava(tmp_path_factory, default_params):
 
 def test_stage0_trains_on_both_text_tasks(llava):
     _, _, _, _, logged, _ = llava
-    assert "stage 0: 48 text samples of 'text_nlu', 'text_nlg', 4 steps" in logged
+    assert "stage 0: 48 samples of 'text_nlu', 'text_nlg', 4 steps" in logged
 
 
 def by_hand(model, collator, processor, data, sample: Sample) -> list[float]:

@@ -96,10 +96,41 @@ def cmd_convert(args) -> None:
     convert(_params(args), args.dataset, args.sources, args.out)
 
 
+def _artifacts(args, command: str) -> dict[str, Path]:
+    artifacts = {}
+    for item in args.artifact:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            raise ConfigError(f"{command}: --artifact {item!r}: expected NAME=DIR, e.g. replay=results/.../replay")
+        artifacts[name] = Path(path)
+    return artifacts
+
+
 def cmd_train_base(args) -> None:
+    from mmcl.models import BACKBONES
+    from mmcl.models.unified import IMAGE_TOKENIZER
+    from mmcl.plan import image_tokenizer_dir
     from mmcl.training.jobs import train_base
 
-    train_base(_params(args), args.suite, args.backbone, Path(args.data), Path(args.out))
+    params = _params(args)
+    config = params.backbones[args.backbone]
+    # An artifact not given is where the workflow builds it (its rule stays as it was before artifacts existed).
+    defaults = {IMAGE_TOKENIZER: Path(image_tokenizer_dir(args.suite, args.backbone))}
+    needed = BACKBONES.get(config.family)(config).required_artifacts()
+    artifacts = {name: defaults[name] for name in needed} | _artifacts(args, "train-base")
+    train_base(params, args.suite, args.backbone, Path(args.data), Path(args.out), artifacts=artifacts)
+
+
+def cmd_train_tokenizer(args) -> None:
+    from mmcl.training.image_jobs import build_image_tokenizer
+
+    build_image_tokenizer(_params(args), args.suite, args.backbone, Path(args.data), Path(args.out))
+
+
+def cmd_train_judge(args) -> None:
+    from mmcl.training.image_jobs import build_judge
+
+    build_judge(_params(args), args.suite, Path(args.data), Path(args.out))
 
 
 def cmd_align(args) -> None:
@@ -126,13 +157,7 @@ def _stage_job(args):
 def cmd_train_stage(args) -> None:
     from mmcl.training.jobs import train_stage
 
-    artifacts = {}
-    for item in args.artifact:
-        name, sep, path = item.partition("=")
-        if not (sep and name and path):
-            raise ConfigError(f"train-stage: --artifact {item!r}: expected NAME=DIR, e.g. replay=results/.../replay")
-        artifacts[name] = Path(path)
-    train_stage(_params(args), _stage_job(args), Path(args.out), artifacts)
+    train_stage(_params(args), _stage_job(args), Path(args.out), _artifacts(args, "train-stage"))
 
 
 def cmd_teach(args) -> None:
@@ -149,6 +174,7 @@ def cmd_replay(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from mmcl.evaluation import evaluate, evaluate_reference
+    from mmcl.plan import judge_dir
 
     params = _params(args)
     if args.reference:
@@ -164,6 +190,7 @@ def cmd_evaluate(args) -> None:
         base_dir=Path(args.base),
         checkpoint=Path(args.checkpoint) if args.checkpoint else None,
         out_dir=Path(args.out),
+        judge_dir=Path(args.judge or judge_dir(args.suite)),
     )
 
 
@@ -257,6 +284,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", required=True)
     p.add_argument("--data", required=True, help="the suite's data directory")
     p.add_argument("--out", required=True, help="base model directory to write")
+    p.add_argument(
+        "--artifact",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="an artifact the backbone is assembled from (repeatable): image_tokenizer (`mmcl train-tokenizer`; "
+        "default: where the workflow builds it)",
+    )
+
+    p = command(
+        "train-tokenizer",
+        cmd_train_tokenizer,
+        "Train an embedded unified backbone's image tokenizer (a VQ-VAE) on the suite's training images.",
+    )
+    p.add_argument("--suite", required=True)
+    p.add_argument("--backbone", required=True, help="a `family: unified` backbone with `model: null`")
+    p.add_argument("--data", required=True, help="the suite's data directory")
+    p.add_argument("--out", required=True, help="directory to write")
+
+    p = command(
+        "train-judge", cmd_train_judge, "Train the judge of a suite's generated images on its real training images."
+    )
+    p.add_argument("--suite", required=True)
+    p.add_argument("--data", required=True, help="the suite's data directory")
+    p.add_argument("--out", required=True, help="directory to write")
 
     p = command(
         "align",
@@ -309,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="method whose checkpoint is evaluated (it shapes the model, e.g. LoRA)")
     p.add_argument("--checkpoint", help="stage checkpoint (omit to evaluate the base model)")
     p.add_argument("--reference", action="store_true", help="score the most-common-training-answer predictor")
+    p.add_argument(
+        "--judge", help="judge of generated images (`mmcl train-judge`; default: where the workflow builds it)"
+    )
 
     lm_eval_help = "Run the backbone's lm-evaluation-harness tasks on the LLM of a checkpoint (or the base model)."
     p = command("lm-eval", cmd_lm_eval, lm_eval_help)

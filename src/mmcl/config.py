@@ -129,6 +129,18 @@ class EvalConfig:
     max_samples: int | None = None  # cap per task test split (None: the whole split)
 
 
+@dataclass
+class JudgeConfig:
+    """The judge of generated images (``mmcl.models.judge``): a CNN trained once per suite with generation
+    tasks, on their real training images, that reads colour, shape and position."""
+
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    hidden: int = 32  # channels of its first convolution
+    seed: int = 0
+
+
 DISTRIBUTED = ("ddp", "fsdp", "deepspeed_zero2")  # workflow/accelerate/<name>.yaml
 
 
@@ -192,6 +204,7 @@ class Params:
     methods: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # suites with generation tasks only
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     presets: dict[str, GridConfig] = field(default_factory=dict)  # named grids: one per paper table
     # A paper's configuration file names the params file it starts from (relative to itself); see load_params.
@@ -300,6 +313,16 @@ class BackboneConfig:
     # only a real LLM can do the harness's tasks (the tiny one knows only its benchmark's words).
     # None: the suite's own text tasks (text_nlu, text_nlg) are the measures.
     lm_eval: LMEvalConfig | None = None
+
+    @property
+    def generates_images(self) -> bool:
+        """Whether its generated images can be decoded and judged (a suite's generation tasks need it)."""
+        return False
+
+    @property
+    def stage0_draws(self) -> bool:
+        """Whether its stage 0 trains on the suite's generation tasks (which the suite must then have)."""
+        return False
 
 
 def to_plain(obj: Any) -> Any:
@@ -424,7 +447,7 @@ def _dataset_entries(raw: dict | None, sources, path: str) -> dict:
     return typed
 
 
-def _check_grid(params: Params, grid: GridConfig, where: str, path: str) -> None:
+def _check_grid(params: Params, grid: GridConfig, where: str, path: str, task_families) -> None:
     _check_name(grid.suite, params.suites, f"{where}.suite", "suite", path)
     suite = params.suites[grid.suite]
     for key, names, known, what in (
@@ -437,6 +460,21 @@ def _check_grid(params: Params, grid: GridConfig, where: str, path: str) -> None
         for i, name in enumerate(names):
             _check_name(name, known, f"{where}.{key}[{i}]", what, path)
             _check_once(names, i, f"{where}.{key}", path)
+    drawing = [
+        name for name, task in suite.tasks.items() if task_families.get(task.family).prediction == "generate_image"
+    ]
+    for i, name in enumerate(grid.backbones):
+        backbone, key = params.backbones[name], f"{where}.backbones[{i}]"
+        if drawing and not backbone.generates_images:
+            raise ConfigError(
+                f"{path}: {key}: backbone '{name}' cannot generate images to judge, but suite '{grid.suite}' has "
+                f"generation tasks ({', '.join(drawing)}); use a `family: unified` backbone with `model: null`"
+            )
+        if backbone.stage0_draws and not drawing:
+            raise ConfigError(
+                f"{path}: {key}: backbone '{name}' learns to draw and read images at stage 0 from a generation task, "
+                f"and suite '{grid.suite}' has none; add one (family: generation) or use a suite that has one"
+            )
     if not grid.seeds:
         raise ConfigError(f"{path}: {where}.seeds: list at least one seed")
     for i in range(len(grid.seeds)):
@@ -612,7 +650,7 @@ def _cross_check(params: Params, path: str, generators, task_families) -> None:
             _check_lm_eval(backbone.lm_eval, params.suites, f"backbones.{name}.lm_eval", path)
 
     for where, grid in (("grid", params.grid), *((f"presets.{name}", g) for name, g in params.presets.items())):
-        _check_grid(params, grid, where, path)
+        _check_grid(params, grid, where, path, task_families)
     # Any suite's task: the step counts tuned for one suite stay valid while a grid runs another.
     every_task = {task for suite in params.suites.values() for task in suite.tasks}
     for task in params.train.task_steps:

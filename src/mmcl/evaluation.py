@@ -1,10 +1,11 @@
 """Evaluate one checkpoint on every task of its suite (seen and unseen), but the alignment task.
 
 Each task is predicted the way its family asks (``TaskFamily.prediction``, dispatched by
-``predict``): by greedy generation, or by choosing the likeliest of a sample's options. Predictions
-are kept per sample (``predictions/<task>.jsonl``) and scored per task (``scores.json``), all
-captioning tasks of the job in one pycocoevalcap call. ``scores.json`` is written last: its
-presence means the evaluation is complete.
+``predict``): by greedy generation, or by choosing the likeliest of a sample's options; a generation
+task's images are generated, decoded and read by the suite's judge (``draw``), and also kept as PNGs
+(``generated/<task>/<id>.png``). Predictions are kept per sample (``predictions/<task>.jsonl``) and
+scored per task (``scores.json``), all captioning tasks of the job in one pycocoevalcap call.
+``scores.json`` is written last: its presence means the evaluation is complete.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from mmcl.data.records import DataError, Sample, data_fix, read_jsonl, split_pat
 from mmcl.io import atomic_path, write_json
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import load_base, load_stage
+from mmcl.models.judge import load_judge
 from mmcl.provenance import record
+from mmcl.registry import ConfigError
 from mmcl.training.batching import IGNORE, Collator, InstructionDataset
 from mmcl.training.jobs import task_families
 
@@ -68,7 +71,12 @@ def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], sa
     return {task: scores[task] for task in params.suites[suite].evaluated_tasks}
 
 
-def write_outputs(out_dir: Path, predictions, samples, scores: dict) -> None:
+def write_outputs(out_dir: Path, predictions, samples, scores: dict, drawings: dict | None = None) -> None:
+    for task, images in (drawings or {}).items():
+        with atomic_path(out_dir / "generated" / task) as tmp:
+            tmp.mkdir()
+            for sample_id, image in images.items():
+                image.save(tmp / f"{sample_id}.png")
     for task, preds in predictions.items():
         with atomic_path(out_dir / "predictions" / f"{task}.jsonl") as tmp, open(tmp, "w") as f:
             for sample in samples[task]:
@@ -104,6 +112,29 @@ def generate(
         )
         predictions += [text.strip() for text in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
     return {sample.id: pred for sample, pred in zip(samples, predictions, strict=True)}
+
+
+@torch.no_grad()
+def draw(
+    model, processor, collator: Collator, samples: list[Sample], data_dir: Path, batch_size: int, device, judge
+) -> tuple[dict[str, str], dict]:
+    """Generation: the image each prompt asks for (one image's codes, greedy), decoded to pixels; returns
+    what the judge reads in each (its attribute string) and the images."""
+    from mmcl.models.image_models import as_pil
+
+    loader = DataLoader(
+        InstructionDataset(samples, data_dir, processor),
+        batch_size=batch_size,
+        collate_fn=collator.generation_batch,
+    )
+    readings, images = [], []
+    for batch in loader:
+        codes = model.generate_image(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        pixels = processor.decode(codes.cpu())
+        readings += judge.read(pixels)
+        images += as_pil(pixels)
+    ids = [sample.id for sample in samples]
+    return dict(zip(ids, readings, strict=True)), dict(zip(ids, images, strict=True))
 
 
 def option_log_likelihoods(model, batch: dict, device: torch.device) -> torch.Tensor:
@@ -155,7 +186,8 @@ def predict(
             model, processor, collator, samples, data_dir, settings.batch_size, settings.max_new_tokens, device
         )
     raise ValueError(
-        f"task family {type(family).__name__}: unknown prediction '{family.prediction}' (generate, likelihood)"
+        f"task family {type(family).__name__}: unknown prediction '{family.prediction}' (generate, likelihood; "
+        "generate_image is made by `draw`)"
     )
 
 
@@ -179,25 +211,40 @@ def evaluate(
     checkpoint: Path | None,
     out_dir: Path,
     log=print,
+    judge_dir: Path | None = None,
 ) -> dict:
-    """Evaluate the base model (``checkpoint`` None) or a stage checkpoint of ``method``."""
+    """Evaluate the base model (``checkpoint`` None) or a stage checkpoint of ``method``; a suite with
+    generation tasks needs its judge (``mmcl train-judge``), whose accuracy on real images is reported
+    beside each generation score (``judge_accuracy``)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    families = task_families(params, suite)
+    samples = test_samples(params, suite, data_dir)
+    drawing = [task for task in samples if families[task].prediction == "generate_image"]
+    if drawing and judge_dir is None:
+        raise ConfigError(f"evaluate: suite '{suite}' has generation tasks ({', '.join(drawing)}); pass its --judge")
+    judge, judge_settings = load_judge(judge_dir) if drawing else (None, {})
     model, processor = load_model(params, method, base_dir, checkpoint)
     model.to(device).eval()
-    families = task_families(params, suite)
     collator = Collator(model.tokenizer, model.num_media_tokens, families)
-    samples = test_samples(params, suite, data_dir)
-    predictions = {}
+    predictions, drawings = {}, {}
     started = time.perf_counter()
     for task, task_samples in tqdm(samples.items(), desc="evaluate", disable=not sys.stderr.isatty()):
-        predictions[task] = predict(
-            families[task], model, processor, collator, task_samples, data_dir, params.evaluation, device
-        )
+        if task in drawing:
+            batch_size = params.evaluation.batch_size
+            predictions[task], drawings[task] = draw(
+                model, processor, collator, task_samples, data_dir, batch_size, device, judge
+            )
+        else:
+            predictions[task] = predict(
+                families[task], model, processor, collator, task_samples, data_dir, params.evaluation, device
+            )
         log(f"{task}: {len(task_samples)} predictions ({time.perf_counter() - started:.1f} s)")
     scores = score(params, suite, predictions, samples)
+    for task in drawing:
+        scores[task]["metrics"]["judge_accuracy"] = judge_settings["stats"]["accuracy"]
     for task, entry in scores.items():
         log(f"{task}: " + ", ".join(f"{k} {v:.1f}" for k, v in entry["metrics"].items()))
-    write_outputs(out_dir, predictions, samples, scores)
+    write_outputs(out_dir, predictions, samples, scores, drawings)
     job = {"command": "evaluate", "suite": suite, "method": method, "checkpoint": str(checkpoint or base_dir)}
     record(out_dir / "provenance.json", params, job)
     return scores

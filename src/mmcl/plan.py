@@ -66,3 +66,15 @@ def stage_from_key(schedule: str, key: str) -> Stage:
     if schedule == "sequential":
         return Stage(key, (tasks[-1],), prefix_key(tasks[:-1]) or None, tuple(tasks))
     raise ValueError(f"a '{schedule}' method has no training stages")
+
+
+# Where the workflow keeps a suite's image artifacts (relative to the project root, like data/ and
+# results/), so that `mmcl train-base` and `mmcl evaluate` find them without a flag in their rules.
+def image_tokenizer_dir(suite: str, backbone: str) -> str:
+    """The image tokenizer an embedded unified backbone is assembled from (``mmcl train-tokenizer``)."""
+    return f"results/{suite}/{backbone}/image_tokenizer"
+
+
+def judge_dir(suite: str) -> str:
+    """The judge of the suite's generated images (``mmcl train-judge``)."""
+    return f"results/{suite}/judge"

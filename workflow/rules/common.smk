@@ -5,10 +5,13 @@ from pathlib import Path
 
 from mmcl.aggregate import lm_eval_scores
 from mmcl.config import digest, load_params, to_plain
+from mmcl.data import TASK_FAMILIES
 from mmcl.data.datasets import files_owner, source_paths
 from mmcl.integrity import quarantine_damaged
 from mmcl.methods import METHODS
-from mmcl.plan import plan_stages
+from mmcl.models import BACKBONES
+from mmcl.models.unified import IMAGE_TOKENIZER
+from mmcl.plan import image_tokenizer_dir, judge_dir, plan_stages
 
 PARAMS_FILE = config.get("params", "params.yaml")
 PRESET = config.get("preset")  # `--config preset=<name>`: the grid of presets.<name> (a paper table)
@@ -82,6 +85,22 @@ def fingerprint(*sections):
 
 def method_of(name):
     return METHODS.get(PARAMS.methods[name].type)(PARAMS.methods[name])
+
+
+def base_inputs(wildcards):
+    """The suite's data and the artifacts the backbone is assembled from (an embedded unified backbone's
+    image tokenizer; none for the others, so their jobs are unchanged)."""
+    config = PARAMS.backbones[wildcards.backbone]
+    artifacts = {IMAGE_TOKENIZER: image_tokenizer_dir(wildcards.suite, wildcards.backbone)}
+    needed = BACKBONES.get(config.family)(config).required_artifacts()
+    return {"data": f"data/{wildcards.suite}/manifest.json"} | {name: artifacts[name] for name in needed}
+
+
+def judge_input(wildcards):
+    """The judge of the suite's generated images, for suites with generation tasks (nothing otherwise)."""
+    tasks = PARAMS.suites[wildcards.suite].tasks.values()
+    drawing = any(TASK_FAMILIES.get(task.family).prediction == "generate_image" for task in tasks)
+    return {"judge": judge_dir(wildcards.suite)} if drawing else {}
 
 
 def stage_of(wildcards):

@@ -1,5 +1,6 @@
 rule evaluate_stage:
     input:
+        unpack(judge_input),
         data="data/{suite}/manifest.json",
         base=start_model,
         checkpoint="results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint",
@@ -25,6 +26,7 @@ rule evaluate_stage:
 
 rule evaluate_base:
     input:
+        unpack(judge_input),
         data="data/{suite}/manifest.json",
         base="results/{suite}/{backbone}/base/checkpoint",
     output:

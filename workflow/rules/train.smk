@@ -1,6 +1,6 @@
 rule train_base:
     input:
-        "data/{suite}/manifest.json",
+        unpack(base_inputs),
     output:
         directory("results/{suite}/{backbone}/base/checkpoint"),
     log:

@@ -2,4 +2,6 @@
 
 from mmcl.registry import Registry
 
-BACKBONES = Registry("backbone family", __name__, shared=("mllm", "checkpoint", "family"))
+BACKBONES = Registry(
+    "backbone family", __name__, shared=("mllm", "checkpoint", "family", "unified_lm", "vq", "judge", "image_models")
+)

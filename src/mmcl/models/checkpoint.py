@@ -7,6 +7,7 @@ model, whatever the backbone family::
     llm/ tokenizer/          save_pretrained of the causal LM and its tokenizer
     image_encoder/ audio_encoder/   save_pretrained of each encoder and its processor
     projectors.safetensors   the projectors' initial (or stage-0) weights
+    image_tokenizer/         a unified model's (``mmcl.models.unified_lm``) instead of encoders and projectors
 
 A *stage* checkpoint holds only what differs from the base: every parameter a stage trained or
 inherited from the previous stage, as safetensors (no pickle), plus the method's own tensors and a
@@ -66,6 +67,10 @@ def save_base(out_dir: Path, model: MultimodalLM, processor: MediaProcessor, man
         tmp.mkdir()
         model.llm.save_pretrained(tmp / "llm")
         model.tokenizer.save_pretrained(tmp / "tokenizer")
+        if not isinstance(model, MultimodalLM):
+            from mmcl.models.unified_lm import save_parts
+
+            manifest = {**manifest, "unified": save_parts(tmp, processor)}
         if "image" in model.encoders:
             model.encoders["image"].model.save_pretrained(tmp / "image_encoder")
             processor.image_processor.save_pretrained(tmp / "image_encoder")
@@ -97,6 +102,10 @@ def load_base(base_dir: Path, dtype: torch.dtype | None = None) -> tuple[Multimo
     verify(base_dir)
     manifest = json.loads((base_dir / MANIFEST).read_text())
     kwargs = {"dtype": dtype} if dtype is not None else {}
+    if "unified" in manifest:
+        from mmcl.models.unified_lm import load_unified
+
+        return load_unified(base_dir, manifest, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(base_dir / "tokenizer")
     llm = AutoModelForCausalLM.from_pretrained(base_dir / "llm", **kwargs)
     image_encoder = audio_encoder = None

@@ -28,6 +28,28 @@ class TinyLLMConfig:
     max_positions: int = 256
 
 
+def tiny_llm(config: TinyLLMConfig, tokenizer):
+    """A random-init causal LM of ``config``'s size over ``tokenizer``'s vocabulary (input and output
+    embeddings tied)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    llm_config = AutoConfig.for_model(
+        config.arch,
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        num_key_value_heads=config.heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return AutoModelForCausalLM.from_config(llm_config)
+
+
 @dataclass
 class TinyVisionConfig:
     hidden_size: int = 64
@@ -82,8 +104,6 @@ class Tiny(BackboneFamily):
     def assemble(self, suite: SuiteConfig, data_dir: Path):
         import torch
         from transformers import (
-            AutoConfig,
-            AutoModelForCausalLM,
             AutoTokenizer,
             CLIPImageProcessor,
             CLIPVisionConfig,
@@ -99,21 +119,7 @@ class Tiny(BackboneFamily):
         cfg, world = self.config, suite.world
         torch.manual_seed(cfg.init_seed)
         tokenizer = AutoTokenizer.from_pretrained(Path(data_dir) / "tokenizer")
-        llm_config = AutoConfig.for_model(
-            cfg.llm.arch,
-            vocab_size=len(tokenizer),
-            hidden_size=cfg.llm.hidden_size,
-            num_hidden_layers=cfg.llm.layers,
-            num_attention_heads=cfg.llm.heads,
-            num_key_value_heads=cfg.llm.heads,
-            intermediate_size=cfg.llm.intermediate_size,
-            max_position_embeddings=cfg.llm.max_positions,
-            tie_word_embeddings=True,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        llm = AutoModelForCausalLM.from_config(llm_config)
+        llm = tiny_llm(cfg.llm, tokenizer)
 
         size = world.image_size
         vision = CLIPVisionModel(

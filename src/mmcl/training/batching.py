@@ -8,6 +8,10 @@ media placeholder is repeated as many times as its encoder yields tokens, so tha
 ``MultimodalLM.embed`` can replace them one for one. Batches may mix modalities (joint training):
 media tensors are grouped per modality in sample order.
 
+A unified backbone (``mmcl.models.unified``) loads an image as its token ids (``<img> codes </img>``),
+which go into the sequence as they are, in place of the placeholders; for a generation task
+(``TaskFamily.media_in_target``) they are the target instead of part of the prompt.
+
 Training draws are *positions* ``epoch * len(dataset) + index`` (see ``mmcl.training.sampling``), and
 everything random about a draw (which reference caption is the target) is seeded by its position, so
 a batch is a pure function of the step: a resumed run sees exactly the batches it would have seen.
@@ -32,8 +36,12 @@ IGNORE = -100
 
 class Item(NamedTuple):
     sample: Sample
-    media: torch.Tensor | None
+    media: torch.Tensor | None  # encoder input (floats), or token ids (a unified backbone's image)
     draw: int  # the position it was drawn at: seeds the random choices about it
+
+
+def is_tokens(media: torch.Tensor | None) -> bool:
+    return media is not None and not media.is_floating_point()
 
 
 class InstructionDataset(Dataset):
@@ -77,12 +85,26 @@ class Collator:
     def _words(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prompt_ids(self, sample: Sample) -> list[int]:
+    def prompt_ids(self, sample: Sample, media: torch.Tensor | None = None) -> list[int]:
         ids = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
-        if sample.modality in MEDIA_TOKENS:
-            placeholder = self.tokenizer.convert_tokens_to_ids(MEDIA_TOKENS[sample.modality])
-            ids += [placeholder] * self.num_media_tokens[sample.modality]
+        if sample.modality in MEDIA_TOKENS and not self.families[sample.task].media_in_target:
+            if is_tokens(media):
+                ids += media.tolist()
+            else:
+                placeholder = self.tokenizer.convert_tokens_to_ids(MEDIA_TOKENS[sample.modality])
+                ids += [placeholder] * self.num_media_tokens[sample.modality]
         return ids + self._words(sample.instruction) + [self.answer_id]
+
+    def _target(self, sample: Sample, media: torch.Tensor | None, rng: random.Random) -> list[int]:
+        family = self.families[sample.task]
+        if not family.media_in_target:
+            return self._words(family.target(sample, rng))
+        if not is_tokens(media):
+            raise ValueError(
+                f"sample {sample.id}: task '{sample.task}' generates images, which only a backbone that writes "
+                "image tokens can learn; use a `family: unified` backbone for this suite"
+            )
+        return media.tolist()
 
     def _check_length(self, sample: Sample, length: int) -> None:
         if self.max_length and length > self.max_length:
@@ -94,7 +116,7 @@ class Collator:
     def _media(self, items: list[Item]) -> dict[str, torch.Tensor]:
         grouped: dict[str, list[torch.Tensor]] = {}
         for sample, media, _ in items:
-            if media is not None:
+            if media is not None and not is_tokens(media):
                 grouped.setdefault(sample.modality, []).append(media)
         return {modality: torch.stack(tensors) for modality, tensors in grouped.items()}
 
@@ -112,10 +134,10 @@ class Collator:
     def train_batch(self, items: list[Item]) -> dict:
         """Right-padded sequences with labels on the answer (or everything, for stage-0 LM training)."""
         sequences, labels = [], []
-        for sample, _, draw in items:
-            prompt = self.prompt_ids(sample)
+        for sample, media, draw in items:
+            prompt = self.prompt_ids(sample, media)
             rng = random.Random(f"{self.seed}:{draw}")
-            target = [*self._words(self.families[sample.task].target(sample, rng)), self.tokenizer.eos_token_id]
+            target = [*self._target(sample, media, rng), self.tokenizer.eos_token_id]
             self._check_length(sample, len(prompt) + len(target))
             sequences.append(prompt + target)
             prompt_labels = prompt if self.supervise_prompt else [IGNORE] * len(prompt)
@@ -127,7 +149,7 @@ class Collator:
         labelled on the option's tokens only (no ``[eos]``, as lm-evaluation-harness scores a continuation)."""
         sequences, labels, rows = [], [], []
         for item in items:
-            prompt = self.prompt_ids(item.sample)
+            prompt = self.prompt_ids(item.sample, item.media)
             for option in item.sample.options:
                 continuation = self._words(option)
                 self._check_length(item.sample, len(prompt) + len(continuation))
@@ -138,7 +160,7 @@ class Collator:
 
     def generation_batch(self, items: list[Item]) -> dict:
         """Left-padded prompts (generation appends to the right end)."""
-        prompts = [self.prompt_ids(item.sample) for item in items]
+        prompts = [self.prompt_ids(item.sample, item.media) for item in items]
         for (sample, _, _), prompt in zip(items, prompts, strict=True):
             self._check_length(sample, len(prompt))
         width = max(map(len, prompts))

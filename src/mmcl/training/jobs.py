@@ -11,6 +11,7 @@ from accelerate.utils import set_seed
 from mmcl.config import Params
 from mmcl.data import TASK_FAMILIES
 from mmcl.data.families import TaskFamily
+from mmcl.data.families.generation import READ_BACK_TASK
 from mmcl.data.instructions import INSTRUCTIONS_TASK
 from mmcl.data.records import ENCODER_OF, Sample, read_jsonl, split_path
 from mmcl.data.replay import read_replay
@@ -32,6 +33,7 @@ def task_families(params: Params, suite: str) -> dict:
     tasks = params.suites[suite].tasks
     families = {name: TASK_FAMILIES.get(task.family)(task.metric) for name, task in tasks.items()}
     families[INSTRUCTIONS_TASK] = TaskFamily()  # instruction pools (IKD) are trained on their one answer
+    families[READ_BACK_TASK] = TaskFamily()  # so are a unified backbone's stage-0 readings of drawings
     return families
 
 
@@ -48,11 +50,20 @@ def stage_samples(data_dir: Path, stage: Stage, artifacts: dict[str, Path]) -> l
     return samples
 
 
-def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_dir: Path, log=print) -> None:
-    """Assemble the backbone, pretrain random-init encoders and run stage 0 on the suite's text tasks
-    (each where the backbone family asks for it; only the encoders the suite's tasks use)."""
+def train_base(
+    params: Params,
+    suite: str,
+    backbone: str,
+    data_dir: Path,
+    out_dir: Path,
+    log=print,
+    artifacts: dict[str, Path] | None = None,
+) -> None:
+    """Assemble the backbone (from the ``artifacts`` its family requires), pretrain random-init encoders
+    and run stage 0 on what its family trains it on, the suite's text tasks by default (each where the
+    backbone family asks for it; only the encoders the suite's tasks use)."""
     config = params.backbones[backbone]
-    family = BACKBONES.get(config.family)(config)
+    family = BACKBONES.get(config.family)(config, artifacts)
     suite_config = params.suites[suite]
     model, processor = family.assemble(suite_config, data_dir)
     stats = {}
@@ -64,16 +75,16 @@ def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_di
         )
         stats["perception_seconds"] = round(time.perf_counter() - started, 2)
     stage0 = family.stage0()
-    if stage0 is not None and suite_config.text_tasks:
+    samples = family.stage0_samples(suite_config, data_dir) if stage0 is not None else []
+    if samples:
         set_seed(getattr(config, "init_seed", 0))
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("llm."))
-        samples = load_split(data_dir, suite_config.text_tasks, "train")
         collator = Collator(
             model.tokenizer,
             model.num_media_tokens,
             task_families(params, suite),
-            supervise_prompt=True,  # stage 0 is language modelling on the whole text
+            supervise_prompt=family.stage0_prompt_loss,
             max_length=model.llm.config.max_position_embeddings,
         )
         settings = FitSettings(
@@ -86,8 +97,8 @@ def train_base(params: Params, suite: str, backbone: str, data_dir: Path, out_di
             precision=params.train.precision,
             checkpoint_every=params.train.checkpoint_every,
         )
-        tasks = ", ".join(f"'{task}'" for task in suite_config.text_tasks)
-        log(f"stage 0: {len(samples)} text samples of {tasks}, {stage0.steps} steps")
+        tasks = ", ".join(f"'{task}'" for task in dict.fromkeys(sample.task for sample in samples))
+        log(f"stage 0: {len(samples)} samples of {tasks}, {stage0.steps} steps")
         started = time.perf_counter()
         dataset = InstructionDataset(samples, data_dir, processor)
         result = fit(model, dataset, collator, settings, log=log, resume_dir=resume_path(out_dir))

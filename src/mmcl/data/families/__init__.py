@@ -16,9 +16,12 @@ Corpus = tuple[dict[str, str], dict[str, list[str]]]  # (id -> prediction, id ->
 class TaskFamily:
     metrics: tuple[str, ...] = ()
     primary: str = ""
-    # How evaluation predicts (``mmcl.evaluation.PREDICTORS``): "generate" (greedy decoding) or
-    # "likelihood" (the option the model finds likeliest; the samples carry ``options``).
+    # How evaluation predicts (``mmcl.evaluation.predict``): "generate" (greedy decoding), "likelihood"
+    # (the option the model finds likeliest; the samples carry ``options``) or "generate_image" (image
+    # tokens after the prompt, decoded and read by the suite's judge).
     prediction: str = "generate"
+    # The sample's media is what the model must produce (image generation), not what it reads.
+    media_in_target: bool = False
     # The linguistic ability a text-only task of this family measures ("nlu" | "nlg"), for the
     # linguistic-forgetting metrics (``mmcl.metrics.linguistic``); None: it counts toward neither.
     linguistic: str | None = None
