@@ -105,8 +105,7 @@ def matrix(project: Path, seed: int) -> dict[tuple, str]:
 
 @pytest.mark.slow
 def test_kill_9_mid_stage_then_rerun_gives_the_uninterrupted_matrix(tmp_path, tiny_grid_params, reference_grid):
-    params = {**tiny_grid_params, "grid": {**tiny_grid_params["grid"], "seeds": [0, 1]}}
-    project = make_project(tmp_path / "project", params)
+    project = make_project(tmp_path / "project", tiny_grid_params)
     rng = random.Random()
     method, stage = rng.choice(["finetune", "lora"]), rng.choice(["image_qa", "image_qa+audio_cap"])
     min_step = rng.choice([5, 10, 15, 20])
@@ -137,7 +136,11 @@ def test_kill_9_mid_stage_then_rerun_gives_the_uninterrupted_matrix(tmp_path, ti
     print(f"kill -9 of {method}/{stage} after step {min_step}, then rerun: {time.perf_counter() - started:.0f} s")
 
     assert matrix(project, 0) == matrix(reference_grid, 0), "the resumed grid must equal the uninterrupted one"
-    assert matrix(project, 1) != matrix(project, 0), "another seed must give another matrix"
+    # Not a vacuous equality: training moved the scores between stages (another seed trains differently:
+    # test_sigterm_saves_and_the_rerun_resumes_bit_identically).
+    resumed = matrix(project, 0)
+    after = {(m, int(stage), t, metric): v for (m, stage, t, metric), v in resumed.items()}
+    assert any(v != after.get((m, stage - 1, t, metric), v) for (m, stage, t, metric), v in after.items() if stage)
 
     # A damaged checkpoint is not used: the next run moves it aside and recomputes it (and what follows).
     damaged = project / f"results/micl-synth/tiny/{method}/seed0/stages/image_qa/checkpoint/model.safetensors"
