@@ -540,7 +540,118 @@ def test_linguistic_build_is_deterministic(linguistic_built, linguistic_files, t
         assert (linguistic_built / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 
 
-def test_suites_without_linguistic_measures_get_no_linguistic_report(built):
+def test_suites_without_linguistic_measures_or_generation_get_neither_report(built):
     out, _ = built
-    assert not [p for p in out.rglob("*") if "linguistic" in p.name or "nlg" in p.name]
+    assert not [p for p in out.rglob("*") if "linguistic" in p.name or "nlg" in p.name or "generat" in p.name]
     assert "Linguistic" not in (out / "index.md").read_text()
+    assert "inter-modal" not in (out / "index.md").read_text()
+
+
+# --- MoDE's setting: understanding tasks in the order, a generation task outside it ---
+
+G_SUITE, G_ORDER, G_BACKBONE = "mode-synth", "coin", "unified"
+G_TASKS = ["reason", "read"]
+G_METHODS = ["lora", "mode"]
+# (method, seed) -> (final accuracy on reason/read, gen score after, trainable parameters)
+G_RUNS = {
+    ("lora", 0): (40.0, 20.0, 16_384),
+    ("lora", 1): (50.0, 30.0, 16_384),
+    ("mode", 0): (44.0, 70.0, 40_960),
+    ("mode", 1): (46.0, 74.0, 40_960),
+}
+G_BEFORE = 77.0  # the stage-0 model's gen score, shared by every run
+PROMPTS = {f"draw-{i}": f"red circle {place}" for i, place in enumerate(["top left", "top right", "bottom left"])}
+
+
+def write_evaluation(directory: Path, right: int) -> Path:
+    """An evaluation directory with a picture per prompt, the first ``right`` of them read as asked."""
+    from PIL import Image
+
+    (directory / "generated" / "draw").mkdir(parents=True)
+    (directory / "predictions").mkdir()
+    rows = []
+    for i, (sample_id, answer) in enumerate(PROMPTS.items()):
+        Image.new("RGB", (48, 48), (40 * i, 200, 90)).save(directory / "generated" / "draw" / f"{sample_id}.png")
+        rows.append({"id": sample_id, "prediction": answer if i < right else "blue square centre", "answers": [answer]})
+    (directory / "predictions" / "draw.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return directory
+
+
+def generation_run(root: Path, method: str, seed: int) -> dict:
+    final, gen_after, trainable = G_RUNS[(method, seed)]
+    accuracy = [[final + 40, 10.0, gen_after + 5], [final, final, gen_after]]
+    return {
+        "suite": G_SUITE,
+        "order": G_ORDER,
+        "backbone": G_BACKBONE,
+        "method": method,
+        "seed": seed,
+        "tasks": G_TASKS,
+        "eval_tasks": [*G_TASKS, "draw"],
+        "families": {"reason": "qa", "read": "qa", "draw": "generation"},
+        "primary_metric": {"reason": "accuracy", "read": "accuracy", "draw": "gen_score"},
+        "stages": G_TASKS,
+        "matrix": {
+            "accuracy": [[*row[:2], None] for row in accuracy],
+            "gen_score": [[None, None, r[2]] for r in accuracy],
+        },
+        "zeroshot": {"accuracy": [5.0, 5.0, None], "gen_score": [None, None, G_BEFORE]},
+        "metrics": {
+            "last_acc": final,
+            "forgetting_acc": 40.0,
+            "gen_before": G_BEFORE,
+            "gen_after": gen_after,
+            "inter_forgetting": G_BEFORE - gen_after,
+            "trainable_params": trainable,
+        },
+        "generated": {
+            "stage0": str(root / "stage0"),
+            "final": str(write_evaluation(root / f"{method}{seed}", right=1 if method == "lora" else 3)),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def generation_built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mode-runs")
+    write_evaluation(root / "stage0", right=3)
+    files = write_runs(root, [generation_run(root, *key) for key in G_RUNS])
+    out = tmp_path_factory.mktemp("mode-reports")
+    build_reports(files, out, method_order=G_METHODS)
+    return out / G_SUITE / G_ORDER / G_BACKBONE
+
+
+def test_generation_table_shows_both_kinds_of_forgetting(generation_built):
+    text = (generation_built / "generation.md").read_text()
+    assert text.startswith("# Intra- and inter-modal forgetting · mode-synth · order coin · backbone unified · 2 seeds")
+    rows = table_rows(text)
+    assert rows["Method"] == [
+        "reason (Acc)",
+        "read (Acc)",
+        "Mean Acc",
+        "Gen before",
+        "Gen after",
+        "Intra-modal forgetting",
+        "Inter-modal forgetting",
+        "Trainable params (K)",
+    ]
+    # lora: reason 40, 50 -> 45.0 ± 7.1; gen after 20, 30 -> inter-modal forgetting 57, 47
+    assert rows["lora"] == ["45.0 ± 7.1", "45.0 ± 7.1", "45.0 ± 7.1", "77.0 ± 0.0", "25.0 ± 7.1", "40.0 ± 0.0",
+                            "52.0 ± 7.1", "16.4"]  # fmt: skip
+    assert rows["mode"][4:] == ["72.0 ± 2.8", "40.0 ± 0.0", "5.0 ± 2.8", "41.0"]
+    assert rows["stage-0 model"] == ["–", "–", "–", "77.0", "–", "–", "–", "–"]
+    assert "Gen before − Gen after" in text
+    csv_rows = {r["method"]: r for r in read_csv(generation_built / "generation.csv")}
+    assert float(csv_rows["mode"]["Inter-modal forgetting mean"]) == 5.0
+    assert "\\label{tab:mode-synth-coin-unified-generation}" in (generation_built / "generation.tex").read_text()
+
+
+def test_generated_images_grid_has_a_row_per_method_and_the_stage0_model(generation_built, tmp_path):
+    data = (generation_built / "generated.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])  # IHDR
+    assert (width, height) == (round(100 * (1.3 * len(PROMPTS) + 1.6)), round(100 * (1.55 * 3 + 0.8)))
+    index = (generation_built.parents[2] / "index.md").read_text()
+    assert "## Intra- and inter-modal forgetting" in index
+    for name in ("generation.md", "generation.csv", "generation.tex", "generated.png"):
+        assert f"]({G_SUITE}/{G_ORDER}/{G_BACKBONE}/{name})" in index

@@ -11,6 +11,11 @@ metric; their run files also name the tasks of each measure (``measures``: ``vl`
 A backbone with ``lm_eval`` settings (a real LLM) is measured by lm-evaluation-harness instead: each
 evaluation's ``scores.json`` has a ``lm_eval/scores.json`` beside its directory (``mmcl lm-eval``), whose
 tasks become more columns after the suite's, and the NLU and NLG measures are those tasks'.
+
+Suites with generation tasks outside the order (MoDE's setting: the stage-0 model draws, the order
+trains understanding) also get the generation score before continual training (the stage-0 model's)
+and after the last stage, their difference (inter-modal forgetting), and the trainable parameters of
+the last stage (read from its checkpoint's ``meta.json``), all columns of MoDE's table.
 """
 
 from __future__ import annotations
@@ -47,6 +52,18 @@ def read_scores(path: Path, lm_eval: bool) -> dict:
     if lm_eval:
         scores |= read_json(lm_eval_scores(path))["tasks"]
     return scores
+
+
+def checkpoint_meta(scores: Path) -> Path:
+    """The meta file of the checkpoint that an evaluation (``.../eval/scores.json``) scored."""
+    return Path(scores).parent.parent / "checkpoint" / "meta.json"
+
+
+def generation_summary(primary: list[list[float]], base: list[float], columns: list[int]) -> dict[str, float]:
+    """Mean generation score of the stage-0 model and after the last stage, and the drop between them."""
+    before = sum(base[j] for j in columns) / len(columns)
+    after = sum(primary[-1][j] for j in columns) / len(columns)
+    return {"gen_before": before, "gen_after": after, "inter_forgetting": before - after}
 
 
 def _nan(values):
@@ -96,6 +113,15 @@ def aggregate_run(
     if schedule == "none":  # never trained, so nothing learned to forget
         summary = {k: math.nan if k.startswith(("forgetting", "bwt")) else v for k, v in summary.items()}
     kinds = params.suites[suite].tasks
+    record = {}
+    base = _nan([_primary(zeroshot, eval_tasks)])[0]
+    if drawing := [j for j, t in enumerate(eval_tasks) if t not in tasks and kinds[t].family == "generation"]:
+        summary.update(generation_summary(primary, base, drawing))
+        evaluations = [zeroshot_scores, *stage_scores]
+        record["generated"] = {"stage0": str(evaluations[0].parent), "final": str(evaluations[-1].parent)}
+        if stage_scores:
+            meta = read_json(checkpoint_meta(stage_scores[-1]))
+            summary["trainable_params"] = meta.get("trainable_parameters", math.nan)
     if lm_eval is not None:
         measures = {measure: [eval_tasks.index(t) for t in getattr(lm_eval, measure)] for measure in MEASURES}
     else:
@@ -107,14 +133,12 @@ def aggregate_run(
             ]
             for measure in MEASURES
         }
-    record = {}
     if any(measures.values()):
         vl = [j for j, t in enumerate(tasks) if kinds[t].modality != "text"]
         # Row k of a sequential run (and of the untrained one) follows stage k + 1; a joint run's one row
         # follows the last stage, having trained every task.
         numbers = [len(tasks)] if schedule == "joint" else list(range(1, len(rows) + 1))
         trained = [[j for j in vl if j < number] for number in numbers]
-        base = _nan([_primary(zeroshot, eval_tasks)])[0]
         summary.update(linguistic_summary(primary, base, trained, measures, numbers))
         # The tasks behind each harmonic mean, so that reports can show the base model's own scores.
         columns = {"vl": vl} | {name: js for name, js in measures.items() if js}

@@ -3,7 +3,7 @@ import re
 
 from pathlib import Path
 
-from mmcl.aggregate import lm_eval_scores
+from mmcl.aggregate import checkpoint_meta, lm_eval_scores
 from mmcl.config import digest, load_params, to_plain
 from mmcl.data import TASK_FAMILIES
 from mmcl.data.datasets import files_owner, source_paths
@@ -183,6 +183,13 @@ def run_lm_eval_scores(wildcards):
         return []
     evaluations = [*run_stage_scores(w), f"results/{w.suite}/{w.backbone}/base/eval/scores.json"]
     return [str(lm_eval_scores(path)) for path in evaluations]
+
+
+def run_final_checkpoint(wildcards):
+    """The last stage's checkpoint, whose meta gives the trainable parameters of MoDE's table, for suites
+    with generation tasks (judged ones); none otherwise, so the other grids' jobs are unchanged."""
+    scores = run_stage_scores(wildcards)
+    return [str(checkpoint_meta(scores[-1]).parent)] if scores and judge_input(wildcards) else []
 
 
 RUN_FILES = expand(

@@ -3,6 +3,7 @@ rule aggregate_run:
         stage_scores=run_stage_scores,
         zeroshot="results/{suite}/{backbone}/base/eval/scores.json",
         lm_eval=run_lm_eval_scores,  # read beside the scores above (mmcl.aggregate.lm_eval_scores)
+        final_checkpoint=run_final_checkpoint,  # likewise (mmcl.aggregate.checkpoint_meta)
     output:
         "results/{suite}/{backbone}/{method}/seed{seed}/runs/{order}.json",
     log:

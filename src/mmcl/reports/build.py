@@ -13,6 +13,11 @@ and for suites with linguistic measures (NLU/NLG text tasks; the continual-LLaVA
     <suite>/<order>/<backbone>/linguistic_stages.png
     <suite>/<order>/nlg_delta_by_backbone.png      (suites with NLG tasks)
 
+and for suites with generation tasks outside the order (MoDE's setting)::
+
+    <suite>/<order>/<backbone>/generation.{md,csv,tex}
+    <suite>/<order>/<backbone>/generated.png
+
 Each (suite, order, backbone) directory is replaced as a whole, so a method or seed dropped from the
 grid leaves no stale heatmap behind; top-level directories of groups no longer built are left alone.
 """
@@ -27,6 +32,8 @@ import pandas as pd
 
 from mmcl.io import atomic_path, read_json, write_json, write_text
 from mmcl.reports.figures import heatmap_figure, save_png
+from mmcl.reports.generation import build_generation_table, has_generation
+from mmcl.reports.generation_figures import generated_grid_figure
 from mmcl.reports.linguistic import build_linguistic_table
 from mmcl.reports.linguistic_figures import nlg_by_backbone_figure, stage_curves_figure
 from mmcl.reports.runs import Run, group_runs, in_order, load_runs
@@ -73,6 +80,9 @@ def write_group(directory: Path, runs: Sequence[Run], baseline: dict | None, met
         if runs[0].is_linguistic:
             write_table(tmp, "linguistic", build_linguistic_table(runs, methods))
             save_png(stage_curves_figure(runs, methods), tmp / "linguistic_stages.png")
+        if has_generation(runs[0]):
+            write_table(tmp, "generation", build_generation_table(runs, methods))
+            save_png(generated_grid_figure(runs, methods), tmp / "generated.png")
 
 
 def write_backbone_figures(
@@ -118,12 +128,39 @@ def linguistic_index(groups: Sequence[Group], backbone_figures: Sequence[Path]) 
     return lines
 
 
+def generation_index(groups: Sequence[Group]) -> list[str]:
+    """The index section of MoDE's tables and generated-image grids."""
+    lines = [
+        "",
+        "## Intra- and inter-modal forgetting",
+        "",
+        "Suites whose stage-0 model generates images: per method, the final understanding accuracy, the "
+        "generation score before and after continual training, intra- and inter-modal forgetting and the "
+        "trainable parameters; and the same prompts drawn by the stage-0 model and by each method (figure).",
+        "",
+        "| Suite | Order | Backbone | Table | CSV | LaTeX | Generated images |",
+        "|:--|:--|:--|:--|:--|:--|:--|",
+    ]
+    for group in groups:
+        base = group_dir(group).as_posix()
+        lines.append(
+            f"| {' | '.join(group)} | [generation.md]({base}/generation.md) "
+            f"| [generation.csv]({base}/generation.csv) | [generation.tex]({base}/generation.tex) "
+            f"| [generated.png]({base}/generated.png) |"
+        )
+    return lines
+
+
 def index_markdown(
-    groups: Sequence[Group], linguistic: Sequence[Group] = (), backbone_figures: Sequence[Path] = ()
+    groups: Sequence[Group],
+    linguistic: Sequence[Group] = (),
+    backbone_figures: Sequence[Path] = (),
+    generation: Sequence[Group] = (),
 ) -> str:
     """The page the README points to: links to every table and to the machine-readable files.
 
-    ``linguistic``: the groups with linguistic tables, ``backbone_figures`` the NLG Δ figures (relative paths).
+    ``linguistic``: the groups with linguistic tables, ``backbone_figures`` the NLG Δ figures (relative paths),
+    ``generation``: the groups with generation tables.
     """
     lines = [
         "# mmcl reports",
@@ -147,6 +184,8 @@ def index_markdown(
     ]
     if linguistic:
         lines += linguistic_index(linguistic, backbone_figures)
+    if generation:
+        lines += generation_index(generation)
     lines += [
         "",
         "Machine-readable: [results.csv](results.csv) (every matrix cell of every run), "
@@ -188,5 +227,6 @@ def build_reports(
     backbone_figures = write_backbone_figures(out_dir, linguistic, methods, backbone_order)
     metrics = metrics_tree(summary, method_order)
     write_json(out_dir / "metrics.json", metrics)
-    write_text(out_dir / "index.md", index_markdown(list(groups), list(linguistic), backbone_figures))
+    generation = [group for group, members in groups.items() if has_generation(members[0])]
+    write_text(out_dir / "index.md", index_markdown(list(groups), list(linguistic), backbone_figures, generation))
     return metrics

@@ -48,6 +48,9 @@ class Run:
     # mean over them, in primary metrics; both empty for other suites.
     measures: dict[str, tuple[str, ...]] = field(default_factory=dict)
     base_measures: dict[str, float] = field(default_factory=dict)
+    # Suites with generation tasks: the evaluation directories holding the generated pictures of the
+    # stage-0 model ("stage0") and after the final stage ("final"); empty for other suites.
+    generated: dict[str, str] = field(default_factory=dict)
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -128,6 +131,7 @@ def parse_run(data: dict, source: str) -> Run:
         metrics={name: to_float(v) for name, v in data["metrics"].items()},
         measures=measures,
         base_measures=base_measures,
+        generated=dict(data.get("generated", {})),
     )
 
 

@@ -215,6 +215,7 @@ def train_stage(params: Params, job: StageJob, out_dir: Path, artifacts: dict[st
             "method": job.method,
             "seed": job.seed,
             "steps": settings.steps,
+            "trainable_parameters": n_trainable,
             "losses": result["losses"],
             "seconds": round(time.perf_counter() - started, 2),
         }
