@@ -172,6 +172,18 @@ def test_paper_configuration_extends_params_yaml(repo_root, tmp_path):
     assert params.train.weight_decay == 0.05 and params.train.schedule == "cosine"  # replaced; kept
     assert params.suites["micl-synth"].tasks  # every section of params.yaml is still there
 
+    mode = load_params(repo_root / "workflow/presets/mode-real.yaml")  # MoDE's: methods.md §3
+    grid = mode.grid
+    assert (grid.suite, grid.orders, grid.backbones, grid.seeds) == ("mode-real", ["coin"], ["anole-7b"], [0, 1, 2])
+    assert grid.methods == ["lora", "moelora", "mode", "lwf", "ewc"]
+    mlp = ["gate_proj", "up_proj", "down_proj"]
+    adapters = [mode.methods[name] for name in grid.methods]
+    assert all((m.r, m.alpha, m.dropout, m.target_modules) == (8, 16, 0.05, mlp) for m in adapters)
+    assert {m.lr or mode.train.lr for m in adapters} == {1e-4} and mode.methods["mode"].experts == 4
+    kd = mode.methods["mode"].kd
+    assert (kd.top_k, kd.temperature, kd.weight, kd.dataset) == (256, 2.0, 0.3, "llava_align")
+    assert (mode.train.batch_size, mode.train.warmup_ratio, mode.train.grad_clip) == (8, 0.1, 10.0)
+
     typo = tmp_path / "typo.yaml"
     typo.write_text(f"extends: {repo_root / 'params.yaml'}\ntrain: {{stpes: 3}}\n")
     with pytest.raises(ConfigError, match=r"typo.yaml \(extending .*params.yaml\): train.stpes: .*'steps'"):
@@ -182,13 +194,24 @@ def test_paper_configuration_extends_params_yaml(repo_root, tmp_path):
         load_params(missing)
 
 
-def test_paper_configuration_reports_to_its_own_directory(repo_root):
+@pytest.mark.parametrize("name", ["moincl-real", "mode-real"])
+def test_paper_configuration_reports_to_its_own_directory(repo_root, name):
+    """The whole DAG is planned, from the downloads of every dataset it reads to its own report."""
+    from mmcl.methods import METHODS
+
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--config", "params=workflow/presets/moincl-real.yaml"],
+        [sys.executable, "-m", "snakemake", "-n", "--config", f"params=workflow/presets/{name}.yaml"],
         cwd=repo_root,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "reports/moincl-real/index.md" in result.stdout
+    assert f"reports/{name}/index.md" in result.stdout
     assert "reports/index.md" not in result.stdout
+    params = load_params(repo_root / f"workflow/presets/{name}.yaml")
+    methods = [METHODS.get(params.methods[name].type)(params.methods[name]) for name in params.grid.methods]
+    datasets = {task.dataset for task in params.suite().tasks.values()}
+    datasets |= {dataset for method in methods for dataset in method.datasets()}  # MoDE's image-text pairs
+    for dataset in datasets:
+        assert f"output: data/{dataset}/prepare.json" in result.stdout
+        assert f"downloads/{dataset}/" in result.stdout

@@ -255,6 +255,38 @@ def test_an_evaluation_set_is_no_task(default_params, tmp_path):
     assert "writes only test" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "dataset, error",
+    [
+        ("llava_algn", "methods.mode: unknown dataset 'llava_algn' (did you mean 'llava_align'?)"),
+        ("customconcept101", "methods.mode: reads the train split of dataset 'customconcept101', which holds image"),
+        ("vizwiz", "which holds image qa (adapter vizwiz: train, test); name a dataset of image captioning"),
+    ],
+)
+def test_modes_image_text_pairs_are_a_captioning_train_split(default_params, tmp_path, dataset, error):
+    """`kd.dataset` (MoDE's distillation on real pairs) is checked at load, as a task's dataset is."""
+    params = copy.deepcopy(default_params)
+    params["methods"]["mode"]["kd"]["dataset"] = dataset
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert error in str(err.value)
+    params["methods"]["mode"]["kd"]["weight"] = 0.0  # no distillation: nothing read
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    load_params(path)
+
+
+def test_mode_on_a_suite_without_generation_tasks_needs_image_text_pairs(default_params, tmp_path):
+    params = copy.deepcopy(default_params)
+    params["grid"] = {"suite": "mode-real", "orders": ["coin"], "methods": ["mode"], "backbones": ["anole-7b"]}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    error = r"grid.methods\[0\]: method 'mode' on suite 'mode-real': .* has none; .*kd.dataset"
+    with pytest.raises(ConfigError, match=error):
+        load_params(path)  # at load, not hours into the run
+
+
 def test_repository_params_define_the_mode_suite(repo_root):
     params = load_params(repo_root / "params.yaml")
     mode = params.suites["mode-real"]

@@ -16,8 +16,9 @@ from conftest import batch_of
 from torch import nn
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from mmcl.config import SuiteConfig, TaskConfig
+from mmcl.config import Params, SuiteConfig, TaskConfig
 from mmcl.data.families import TaskFamily
+from mmcl.data.families.generation import DRAW_CAPTIONS_TASK
 from mmcl.data.records import Sample, split_path, write_jsonl
 from mmcl.data.vocab import build_word_tokenizer
 from mmcl.methods.base import StageContext, parameters_under
@@ -33,7 +34,8 @@ from mmcl.methods.moelora import MoELoRA, MoELoRAConfig
 from mmcl.metrics.gradients import gradient_conflicts
 from mmcl.models.checkpoint import load_base
 from mmcl.plan import stage_from_key
-from mmcl.training.batching import Collator, InstructionDataset
+from mmcl.training.batching import Collator, InstructionDataset, Item
+from mmcl.training.jobs import task_families
 
 VOCAB, IMAGE = 100, range(80, 100)  # 8 special tokens, 72 words, then <img>, 18 codes, </img>
 TEXT_WORDS = [f"w{i}" for i in range(72)]
@@ -302,6 +304,30 @@ def test_distillation_follows_only_the_visual_adapter(world):
     switched_off = mode(kd=ModeKDConfig(weight=0.0))
     switched_off.before_stage(model, without)
     assert switched_off.pool is None
+
+
+def test_distillation_on_a_captioning_dataset_draws_its_captions(world):
+    """`kd.dataset`: a converted captioning dataset beside the suite's (data/<dataset>), read the other way
+    round: its caption is the prompt, its image (a unified backbone's tokens) the target."""
+    pairs = world.dataset.data_dir.parent / "pairs"
+    (pairs / "media").mkdir(parents=True, exist_ok=True)
+    (pairs / "media" / "p0.png").touch()  # read as tokens only when a batch is built (below: given)
+    caption = Sample("p0", "pairs", "image", "describe the image.", ["w1 w2"], ["media/p0.png"])
+    write_jsonl(pairs / "train.jsonl", [caption])
+    method = mode(kd=ModeKDConfig(dataset="pairs"))
+    assert method.datasets() == {"pairs": ("captioning", "image")}  # checked at load, converted before the stage
+    assert method.stage_settings(world.stage)["kd"]["dataset"] == "pairs"
+    assert "dataset" not in mode().stage_settings(world.stage)["kd"]  # earlier stages keep their fingerprint
+    method.before_stage(adapted(method, random_b=False), world)
+    [sample] = method.pool.samples
+    assert (sample.task, sample.instruction, sample.media) == (DRAW_CAPTIONS_TASK, "w1 w2", ["../pairs/media/p0.png"])
+    tokenizer = world.collator.tokenizer
+    collator = Collator(tokenizer, {}, task_families(Params(suites={"none": SuiteConfig()}), "none"))
+    image = torch.tensor([80, 85, 99])  # <img> c4 </img>
+    batch = collator.train_batch([Item(sample, image, 0)])
+    target = [*image.tolist(), tokenizer.eos_token_id]
+    assert batch["input_ids"][0, -4:].tolist() == target == batch["labels"][0, -4:].tolist()
+    assert tokenizer.convert_ids_to_tokens(batch["input_ids"][0, 1:3].tolist()) == ["w1", "w2"]
 
 
 @pytest.mark.parametrize("make", [moelora, mode])

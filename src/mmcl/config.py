@@ -475,6 +475,12 @@ def _check_grid(params: Params, grid: GridConfig, where: str, path: str, task_fa
                 f"{path}: {key}: backbone '{name}' learns to draw and read images at stage 0 from a generation task, "
                 f"and suite '{grid.suite}' has none; add one (family: generation) or use a suite that has one"
             )
+    from mmcl.methods import METHODS
+
+    for i, name in enumerate(grid.methods):
+        config = params.methods[name]
+        if problem := METHODS.get(config.type)(config).suite_problem(suite):
+            raise ConfigError(f"{path}: {where}.methods[{i}]: method '{name}' on suite '{grid.suite}': {problem}")
     if not grid.seeds:
         raise ConfigError(f"{path}: {where}.seeds: list at least one seed")
     for i in range(len(grid.seeds)):
@@ -524,7 +530,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None,
     params.backbones = _typed_entries(raw.get("backbones"), "family", BACKBONES, BackboneConfig, "backbones", where)
     params.datasets = _dataset_entries(raw.get("datasets"), SOURCES, where)
     _cross_check(params, where, GENERATORS, TASK_FAMILIES)
-    _check_datasets(params, where, GENERATORS, SOURCES)
+    _check_datasets(params, where, GENERATORS, SOURCES, METHODS)
     _check_ranges(params, "", where)
     if preset is not None:
         _check_name(preset, params.presets, "presets", "preset", where)
@@ -704,8 +710,9 @@ def _check_files_from(params: Params, name: str, path: str) -> None:
         )
 
 
-def _check_datasets(params: Params, path: str, generators, sources) -> None:
-    """Every file of a dataset can be obtained and checked; every dataset task reads a dataset of its kind."""
+def _check_datasets(params: Params, path: str, generators, sources, methods) -> None:
+    """Every file of a dataset can be obtained and checked; every dataset task (and method) reads a dataset of
+    its kind."""
     for name, dataset in params.datasets.items():
         where = f"datasets.{name}"
         if name in params.suites:
@@ -768,4 +775,14 @@ def _check_datasets(params: Params, path: str, generators, sources) -> None:
                     f"{path}: {key}: dataset '{task.dataset}' holds {adapter.modality} {adapter.family} "
                     f"(adapter {adapter.name}) but the task is {task.modality} {task.family}; "
                     f"set family: {adapter.family}, modality: {adapter.modality}"
+                )
+    for name, config in params.methods.items():  # datasets a method reads besides its suite's
+        for dataset, (family, modality) in methods.get(config.type)(config).datasets().items():
+            _check_name(dataset, params.datasets, f"methods.{name}", "dataset", path)
+            adapter = sources.get(params.datasets[dataset].adapter)
+            if "train" not in adapter.splits or (adapter.family, adapter.modality) != (family, modality):
+                raise ConfigError(
+                    f"{path}: methods.{name}: reads the train split of dataset '{dataset}', which holds "
+                    f"{adapter.modality} {adapter.family} (adapter {adapter.name}: {', '.join(adapter.splits)}); "
+                    f"name a dataset of {modality} {family} with a train split"
                 )

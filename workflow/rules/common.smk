@@ -140,9 +140,11 @@ def stage_artifacts(wildcards):
 
 
 def stage_inputs(wildcards):
-    """A training stage reads its model inputs and its artifacts (`<stage dir>/<name>`)."""
+    """A training stage reads its model inputs, its artifacts (`<stage dir>/<name>`) and the converted
+    datasets its method reads besides the suite's (MoDE's image-text pairs; none for the other methods)."""
     artifacts = {name: f"{stage_dir(wildcards, wildcards.stage)}/{name}" for name in stage_artifacts(wildcards)}
-    return model_inputs(wildcards) | artifacts
+    datasets = [f"data/{name}/prepare.json" for name in method_of(wildcards.method).datasets()]
+    return model_inputs(wildcards) | artifacts | ({"datasets": datasets} if datasets else {})
 
 
 def artifact_flags(wildcards, input):

@@ -63,6 +63,15 @@ class CLMethod:
         by ``teach``). A method that adds its own extends this list."""
         return ["replay"] if self.config.replay_fraction and stage.previous else []
 
+    def datasets(self) -> dict[str, tuple[str, str]]:
+        """Converted datasets (``datasets:``) whose train split its stages read besides the suite's, each
+        with the (family, modality) it must hold: checked at load, converted before the stages run."""
+        return {}
+
+    def suite_problem(self, suite: SuiteConfig) -> str | None:
+        """Why its stages cannot run on ``suite`` (None: they can), checked at load for every grid listing it."""
+        return None
+
     def stage_settings(self, stage: Stage) -> dict:
         """The settings that shape this stage's training (all of them, unless a method knows better)."""
         settings = to_plain(self.config)

@@ -7,11 +7,13 @@ a token's modality is its id, not a router's choice (``mmcl.methods.experts``). 
 never touch the V-Adapter through text tokens (it still learns from the image tokens of understanding
 prompts).
 
-Every step also distils on ``kd.per_step`` image-generation sequences (prompt + image tokens) of the
-suite's ``generation`` tasks: the teacher is the same model with every adapter disabled (the frozen
-base; no second copy), the student routes the whole sequence through the V-Adapter, both restricted to
-the image vocabulary, and the loss is ``CE + λ · T² · mean KL(P_teacher^(K) || P_student^(K))`` with both
-distributions renormalised on the teacher's top-K tokens at each attended position.
+Every step also distils on ``kd.per_step`` image-generation sequences (prompt + image tokens): of the
+suite's ``generation`` tasks, or with ``kd.dataset`` of a captioning dataset's training pairs read the
+other way round, caption in, image out (MoDE's LAION pairs; a real backbone's suite has no generation
+task, as its images cannot be decoded and judged here). The teacher is the same model with every adapter
+disabled (the frozen base; no second copy), the student routes the whole sequence through the V-Adapter,
+both restricted to the image vocabulary, and the loss is ``CE + λ · T² · mean KL(P_teacher^(K) ||
+P_student^(K))`` with both distributions renormalised on the teacher's top-K tokens at each attended position.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class ModeKDConfig:
     temperature: float = 2.0
     weight: float = 0.3  # λ; 0 switches the distillation off
     per_step: int = 4  # generation sequences distilled on per step
+    # A converted captioning dataset (`datasets:`, image) whose training pairs are distilled on, caption as
+    # the prompt and image as the target; null: the suite's generation tasks.
+    dataset: str | None = None
 
 
 @dataclass
@@ -50,21 +55,42 @@ class MoDE(MoELoRA):
             )
         return model.image_token_range
 
+    def datasets(self) -> dict[str, tuple[str, str]]:
+        kd = self.config.kd
+        return {kd.dataset: ("captioning", "image")} if kd.dataset and kd.weight else {}
+
+    def stage_settings(self, stage):
+        settings = super().stage_settings(stage)
+        if self.config.kd.dataset is None:  # so that stages distilling on the suite's tasks keep their fingerprint
+            del settings["kd"]["dataset"]
+        return settings
+
+    def suite_problem(self, suite):
+        kd = self.config.kd
+        if kd.weight and not kd.dataset and not any(task.family == "generation" for task in suite.tasks.values()):
+            return (
+                "the distillation runs on the suite's image-generation tasks (family `generation`) and it has none; "
+                "name a captioning dataset (image-text pairs) in `kd.dataset`, or set `kd.weight: 0`"
+            )
+        return None
+
     def before_stage(self, model, context):
+        from mmcl.data.families.generation import draw_caption
+        from mmcl.data.generators.from_datasets import dataset_split
         from mmcl.data.records import read_jsonl, split_path
         from mmcl.training.distill import SequencePool
 
         self.pool = None
         if not self.config.kd.weight:
             return
-        tasks = [name for name, task in context.suite.tasks.items() if task.family == "generation"]
-        if not tasks:
-            raise ValueError(
-                "mode: the distillation runs on the suite's image-generation tasks (family `generation`) and "
-                "this suite has none; add one to the suite, or set `kd.weight: 0`"
-            )
+        if problem := self.suite_problem(context.suite):
+            raise ValueError(f"mode: {problem}")
         data_dir = context.dataset.data_dir
-        samples = [s for task in tasks for s in read_jsonl(split_path(data_dir, task, "train"))]
+        if self.config.kd.dataset:
+            samples = [draw_caption(s) for s in dataset_split(data_dir.parent, self.config.kd.dataset, "train")]
+        else:
+            tasks = [name for name, task in context.suite.tasks.items() if task.family == "generation"]
+            samples = [s for task in tasks for s in read_jsonl(split_path(data_dir, task, "train"))]
         self.pool = SequencePool(samples, context.dataset, context.collator, f"{context.collator.seed}/kd")
         self.vocabulary = self.image_vocabulary(model)
 

@@ -11,7 +11,7 @@ from accelerate.utils import set_seed
 from mmcl.config import Params
 from mmcl.data import TASK_FAMILIES
 from mmcl.data.families import TaskFamily
-from mmcl.data.families.generation import READ_BACK_TASK
+from mmcl.data.families.generation import DRAW_CAPTIONS_TASK, READ_BACK_TASK, Generation
 from mmcl.data.instructions import INSTRUCTIONS_TASK
 from mmcl.data.records import ENCODER_OF, Sample, read_jsonl, split_path
 from mmcl.data.replay import read_replay
@@ -34,6 +34,7 @@ def task_families(params: Params, suite: str) -> dict:
     families = {name: TASK_FAMILIES.get(task.family)(task.metric) for name, task in tasks.items()}
     families[INSTRUCTIONS_TASK] = TaskFamily()  # instruction pools (IKD) are trained on their one answer
     families[READ_BACK_TASK] = TaskFamily()  # so are a unified backbone's stage-0 readings of drawings
+    families[DRAW_CAPTIONS_TASK] = Generation()  # captions drawn (MoDE's distillation on image-text pairs)
     return families
 
 

@@ -19,10 +19,18 @@ from mmcl.data.records import Sample
 # Stage-0 samples that show a generation sample's image with no instruction and supervise its answer,
 # so that a model learning to draw also learns to read what it draws (``mmcl.models.unified``).
 READ_BACK_TASK = "read_back"
+# Captioned images read the other way round, caption in, image out: image-generation sequences drawn from
+# a captioning dataset (MoDE's distillation on real image-text pairs, ``mmcl.methods.mode``).
+DRAW_CAPTIONS_TASK = "draw_captions"
 
 
 def read_back(sample: Sample) -> Sample:
     return replace(sample, id=f"{sample.id}-read", task=READ_BACK_TASK, instruction="")
+
+
+def draw_caption(sample: Sample) -> Sample:
+    """A captioning sample as a generation one: its first caption is the prompt, its image the target."""
+    return replace(sample, task=DRAW_CAPTIONS_TASK, instruction=sample.answers[0])
 
 
 @TASK_FAMILIES.register("generation")

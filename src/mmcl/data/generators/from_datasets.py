@@ -44,11 +44,7 @@ class FromDatasets:
             datasets[config.dataset] = sha256_file(summary)
             splits = {}
             for split in SPLITS:
-                samples = [
-                    # The suite's directory is a sibling of the dataset's: data/<suite>, data/<dataset>.
-                    replace(sample, task=task, media=[f"../{config.dataset}/{m}" for m in sample.media])
-                    for sample in read_jsonl(dataset_dir / f"{split}.jsonl", dataset_dir)
-                ]
+                samples = [replace(sample, task=task) for sample in dataset_split(data_root, config.dataset, split)]
                 write_jsonl(split_path(out_dir, task, split), samples)
                 words |= {word for sample in samples for word in words_of(sample)}
                 splits[split] = {"samples": len(samples)}
@@ -62,3 +58,11 @@ class FromDatasets:
             f"moincl's PTGM derives pseudo question-answer pairs from captions only on micl_synth (task "
             f"'{sample.task}' reads a real dataset); set ptgm.enabled: false for this suite"
         )
+
+
+def dataset_split(data_root: Path, dataset: str, split: str) -> list[Sample]:
+    """A converted dataset's split, its media paths relative to a suite's directory: a suite's directory is
+    a sibling of the dataset's (data/<suite>, data/<dataset>), so they lead through ``../<dataset>/``."""
+    dataset_dir = Path(data_root) / dataset
+    samples = read_jsonl(dataset_dir / f"{split}.jsonl", dataset_dir)
+    return [replace(sample, media=[f"../{dataset}/{m}" for m in sample.media]) for sample in samples]
