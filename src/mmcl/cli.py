@@ -228,9 +228,10 @@ def cmd_aggregate(args) -> None:
 
 
 def cmd_report(args) -> None:
+    from mmcl.config import load_params
     from mmcl.reports import build_reports
 
-    params = _params(args)
+    params = load_params(args.params, preset=args.preset)
     references = dict(item.split("=", 1) for item in args.reference)
     build_reports(
         [Path(p) for p in args.runs],
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="+", required=True, help="run JSON files from `mmcl aggregate`")
     p.add_argument("--reference", nargs="*", default=[], metavar="SUITE=SCORES", help="most-common baseline scores")
     p.add_argument("--out", default="reports")
+    p.add_argument("--preset", help="the report of presets.<PRESET>: its methods and backbones order the rows and axes")
     return parser
 
 

@@ -35,6 +35,7 @@ rule report:
     params:
         params_file=PARAMS_FILE,
         suite=SUITE,
+        preset=f"--preset {PRESET}" if PRESET else "",
         out=lambda wildcards, output: Path(output[0]).parent,
     resources:
         **cluster_resources("default"),
@@ -42,4 +43,4 @@ rule report:
         "../envs/mmcl.yaml"
     shell:
         "mmcl report --params {params.params_file} --runs {input.runs} "
-        "--reference {params.suite}={input.reference} --out {params.out} > {log} 2>&1"
+        "--reference {params.suite}={input.reference} --out {params.out} {params.preset} > {log} 2>&1"
