@@ -57,7 +57,7 @@ class MoDE(MoELoRA):
         self.pool = None
         if not self.config.kd.weight:
             return
-        tasks = [name for name, task in context.suite.tasks.items() if task.family == "generation"]
+        tasks = context.suite.generation_tasks
         if not tasks:
             raise ValueError(
                 "mode: the distillation runs on the suite's image-generation tasks (family `generation`) and "
