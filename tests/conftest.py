@@ -10,6 +10,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -421,6 +422,34 @@ def drawing_params(params: dict, tokenizer_steps: int, judge_steps: int, stage0_
     params["backbones"]["unified"]["stage0"] = {"steps": stage0_steps, "batch_size": 16, "lr": 3.0e-3}
     params["judge"].update(steps=judge_steps, batch_size=32)
     return params
+
+
+def build_drawing(
+    root: Path, default_params: dict, tokenizer_steps: int, judge_steps: int, stage0_steps: int, train: int, test: int
+) -> SimpleNamespace:
+    """The drawing suite (``train``/``test`` samples per task and split), its image tokenizer and judge built
+    by their commands, and the embedded unified base model, each trained for the steps given; stages train
+    3 steps."""
+    from mmcl.cli import main
+    from mmcl.config import load_params
+    from mmcl.training.jobs import train_base
+
+    path = root / "params.yaml"
+    raw = drawing_params(copy.deepcopy(default_params), tokenizer_steps, judge_steps, stage0_steps)
+    raw["train"].update(steps=3, task_steps={}, batch_size=4, log_every=1)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(path)
+    data = write_drawing_suite(root / "data" / "drawing", train, test)
+    common = ["--params", str(path), "--suite", "drawing", "--data", str(data)]
+    tokenizer, judge = root / "image_tokenizer", root / "judge"
+    main(["train-tokenizer", *common, "--backbone", "unified", "--out", str(tokenizer)])
+    main(["train-judge", *common, "--out", str(judge)])
+    logged: list[str] = []
+    base = root / "base"
+    train_base(params, "drawing", "unified", data, base, log=logged.append, artifacts={"image_tokenizer": tokenizer})
+    return SimpleNamespace(
+        params=params, data=data, tokenizer=tokenizer, judge=judge, base=base, logged=logged, root=root
+    )
 
 
 def save_tiny_chameleon(words: list[str], out: Path, codebook_size: int = 16) -> Path:

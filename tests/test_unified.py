@@ -4,19 +4,15 @@ prediction and score, a tiny Chameleon through the same family, and the rules th
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
-from conftest import drawing_params, save_tiny_chameleon, with_backbone, write_drawing_suite
+from conftest import build_drawing, drawing_params, save_tiny_chameleon, with_backbone
 from safetensors.torch import load_file
 from test_workflow import planned_jobs
 
-from mmcl.cli import main
 from mmcl.config import load_params
 from mmcl.data.records import read_jsonl, split_path
 from mmcl.evaluation import draw, evaluate
@@ -38,22 +34,14 @@ GRID = 64  # 32 px images in 4 px codes: 8 x 8
 def drawing(tmp_path_factory, default_params):
     """The drawing suite (a few dozen samples per split), its image tokenizer and judge built by their
     commands (short trainings), and the embedded unified base model (a few stage-0 steps)."""
-    root = tmp_path_factory.mktemp("drawing")
-    path = root / "params.yaml"
-    raw = drawing_params(copy.deepcopy(default_params), tokenizer_steps=300, judge_steps=250, stage0_steps=6)
-    raw["train"].update(steps=3, task_steps={}, batch_size=4, log_every=1)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    params = load_params(path)
-    data = write_drawing_suite(root / "data" / "drawing", train=128, test=32)
-    common = ["--params", str(path), "--suite", "drawing", "--data", str(data)]
-    tokenizer, judge = root / "image_tokenizer", root / "judge"
-    main(["train-tokenizer", *common, "--backbone", "unified", "--out", str(tokenizer)])
-    main(["train-judge", *common, "--out", str(judge)])
-    logged: list[str] = []
-    base = root / "base"
-    train_base(params, "drawing", "unified", data, base, log=logged.append, artifacts={"image_tokenizer": tokenizer})
-    return SimpleNamespace(
-        params=params, data=data, tokenizer=tokenizer, judge=judge, base=base, logged=logged, root=root
+    return build_drawing(
+        tmp_path_factory.mktemp("drawing"),
+        default_params,
+        tokenizer_steps=300,
+        judge_steps=250,
+        stage0_steps=6,
+        train=128,
+        test=32,
     )
 
 

@@ -194,6 +194,24 @@ def cmd_evaluate(args) -> None:
     )
 
 
+def cmd_gradients(args) -> None:
+    from mmcl.diagnostics import gradient_diagnostic
+
+    gradient_diagnostic(
+        _params(args),
+        suite=args.suite,
+        backbone=args.backbone,
+        method=args.method,
+        seed=args.seed,
+        stage_key=args.stage,
+        data_dir=Path(args.data),
+        base_dir=Path(args.base),
+        checkpoint=Path(args.checkpoint),
+        out=Path(args.out),
+        batch_size=args.batch_size,
+    )
+
+
 def cmd_lm_eval(args) -> None:
     from mmcl.evaluation_lm import lm_evaluate
 
@@ -239,6 +257,7 @@ def cmd_report(args) -> None:
         method_order=params.grid.methods,
         baselines={suite: Path(path) for suite, path in references.items()},
         backbone_order=params.grid.backbones,
+        gradient_files=[Path(p) for p in args.gradients],
     )
     print(f"report written to {args.out}/index.md")
 
@@ -366,6 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--judge", help="judge of generated images (`mmcl train-judge`; default: where the workflow builds it)"
     )
 
+    p = stage_command(
+        "gradients",
+        cmd_gradients,
+        "MoDE's Figure 5: per tensor a checkpoint's method trains, the cosine of its text- and image-loss gradients.",
+        ("--suite", "--backbone", "--method", "--data", "--base", "--checkpoint", "--out"),
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="samples of each loss's batch (default: 16)")
+
     lm_eval_help = "Run the backbone's lm-evaluation-harness tasks on the LLM of a checkpoint (or the base model)."
     p = command("lm-eval", cmd_lm_eval, lm_eval_help)
     p.add_argument("--backbone", required=True, help="backbone whose `lm_eval` settings name the tasks")
@@ -383,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", cmd_report, "Write tables, heatmaps, results.csv, summary.csv and metrics.json.")
     p.add_argument("--runs", nargs="+", required=True, help="run JSON files from `mmcl aggregate`")
     p.add_argument("--reference", nargs="*", default=[], metavar="SUITE=SCORES", help="most-common baseline scores")
+    p.add_argument("--gradients", nargs="*", default=[], help="gradient-conflict files from `mmcl gradients`")
     p.add_argument("--out", default="reports")
     p.add_argument("--preset", help="the report of presets.<PRESET>: its methods and backbones order the rows and axes")
     return parser

@@ -96,6 +96,11 @@ class SuiteConfig:
         """The tasks every checkpoint is evaluated on: all but the alignment task (columns of the matrix)."""
         return [task for task in self.tasks if self.alignment is None or task != self.alignment.task]
 
+    @property
+    def generation_tasks(self) -> list[str]:
+        """The image-generation tasks (family ``generation``): what a unified backbone learns to draw."""
+        return [name for name, task in self.tasks.items() if task.family == "generation"]
+
 
 @dataclass
 class GridConfig:

@@ -203,6 +203,21 @@ RUN_FILES = expand(
     order=GRID.orders,
 )
 REPORT_FILES = [f"{REPORT_DIR}/{name}" for name in ("index.md", "results.csv", "summary.csv", "metrics.json")]
+# MoDE's Figure 5 in the report, for suites with generation tasks (none otherwise, so the other grids' jobs
+# are unchanged): the gradient conflict of every sequential method after each order's last stage, first seed.
+GRADIENT_FILES = (
+    sorted(
+        {
+            f"results/{SUITE}/{backbone}/{method}/seed{GRID.seeds[0]}/gradients/{stages(method, order)[-1].key}.json"
+            for backbone in GRID.backbones
+            for method in GRID.methods
+            if schedule(method) == "sequential"
+            for order in GRID.orders
+        }
+    )
+    if PARAMS.suite().generation_tasks
+    else []
+)
 
 
 # --- Cluster resources (params.yaml `resources:`), named as snakemake-executor-plugin-slurm reads them ---

@@ -26,6 +26,7 @@ rule report:
     input:
         runs=RUN_FILES,
         reference=f"results/{SUITE}/reference/scores.json",
+        gradients=GRADIENT_FILES,
     output:
         REPORT_FILES,
     log:
@@ -37,10 +38,11 @@ rule report:
         suite=SUITE,
         preset=f"--preset {PRESET}" if PRESET else "",
         out=lambda wildcards, output: Path(output[0]).parent,
+        gradients=lambda wildcards, input: f" --gradients {' '.join(input.gradients)}" if input.gradients else "",
     resources:
         **cluster_resources("default"),
     conda:
         "../envs/mmcl.yaml"
     shell:
         "mmcl report --params {params.params_file} --runs {input.runs} "
-        "--reference {params.suite}={input.reference} --out {params.out} {params.preset} > {log} 2>&1"
+        "--reference {params.suite}={input.reference} --out {params.out} {params.preset}{params.gradients} > {log} 2>&1"

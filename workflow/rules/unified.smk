@@ -1,5 +1,6 @@
 # A suite's image artifacts, planned only where something reads them (common.smk: base_inputs for a
-# backbone assembled from an image tokenizer, judge_input for a suite with generation tasks).
+# backbone assembled from an image tokenizer, judge_input for a suite with generation tasks), and the
+# gradient-conflict diagnostic of unified models.
 
 
 rule train_tokenizer:
@@ -44,3 +45,31 @@ rule train_judge:
     shell:
         "OMP_NUM_THREADS={threads} mmcl train-judge --params {params.params_file} --suite {wildcards.suite} "
         "--data data/{wildcards.suite} --out {output} > {log} 2>&1"
+
+
+# MoDE's Figure 5 for one checkpoint: per trained tensor, the cosine between its text- and image-loss
+# gradients (read by the report, common.smk: GRADIENT_FILES).
+rule gradients:
+    input:
+        data="data/{suite}/manifest.json",
+        base=start_model,
+        checkpoint="results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint",
+    output:
+        "results/{suite}/{backbone}/{method}/seed{seed}/gradients/{stage}.json",
+    log:
+        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.gradients.log",
+    benchmark:
+        "logs/benchmarks/gradients/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+    params:
+        params_file=PARAMS_FILE,
+        config=fingerprint("suites.{suite}.tasks"),
+    threads: cpus("evaluate")
+    resources:
+        **cluster_resources("evaluate"),
+    conda:
+        "../envs/mmcl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} mmcl gradients --params {params.params_file} --suite {wildcards.suite} "
+        "--backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
+        "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} "
+        "--checkpoint {input.checkpoint} --out {output} > {log} 2>&1"

@@ -67,7 +67,7 @@ class MoDE(MoELoRA):
 
     def suite_problem(self, suite):
         kd = self.config.kd
-        if kd.weight and not kd.dataset and not any(task.family == "generation" for task in suite.tasks.values()):
+        if kd.weight and not kd.dataset and not suite.generation_tasks:
             return (
                 "the distillation runs on the suite's image-generation tasks (family `generation`) and it has none; "
                 "name a captioning dataset (image-text pairs) in `kd.dataset`, or set `kd.weight: 0`"
@@ -89,7 +89,7 @@ class MoDE(MoELoRA):
         if self.config.kd.dataset:
             samples = [draw_caption(s) for s in dataset_split(data_dir.parent, self.config.kd.dataset, "train")]
         else:
-            tasks = [name for name, task in context.suite.tasks.items() if task.family == "generation"]
+            tasks = context.suite.generation_tasks
             samples = [s for task in tasks for s in read_jsonl(split_path(data_dir, task, "train"))]
         self.pool = SequencePool(samples, context.dataset, context.collator, f"{context.collator.seed}/kd")
         self.vocabulary = self.image_vocabulary(model)

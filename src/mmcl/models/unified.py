@@ -93,6 +93,6 @@ class Unified(BackboneFamily):
         from mmcl.training.jobs import load_split
 
         # at least one: the config requires it of a backbone that ``stage0_draws``
-        drawing = [name for name, task in suite.tasks.items() if task.family == "generation"]
+        drawing = suite.generation_tasks
         generation = load_split(data_dir, drawing, "train")
         return super().stage0_samples(suite, data_dir) + generation + [read_back(s) for s in generation]

@@ -18,6 +18,10 @@ and for suites with generation tasks outside the order (MoDE's setting)::
     <suite>/<order>/<backbone>/generation.{md,csv,tex}
     <suite>/<order>/<backbone>/generated.png
 
+and, given ``mmcl gradients`` files (suites with generation tasks; MoDE's Figure 5)::
+
+    <suite>/<order>/<backbone>/gradient_conflict.png
+
 Each (suite, order, backbone) directory is replaced as a whole, so a method or seed dropped from the
 grid leaves no stale heatmap behind; top-level directories of groups no longer built are left alone.
 """
@@ -31,9 +35,11 @@ from pathlib import Path
 import pandas as pd
 
 from mmcl.io import atomic_path, read_json, write_json, write_text
+from mmcl.plan import prefix_key
 from mmcl.reports.figures import heatmap_figure, save_png
 from mmcl.reports.generation import build_generation_table, has_generation
 from mmcl.reports.generation_figures import generated_grid_figure
+from mmcl.reports.gradient_figures import gradient_conflict_figure
 from mmcl.reports.linguistic import build_linguistic_table
 from mmcl.reports.linguistic_figures import nlg_by_backbone_figure, stage_curves_figure
 from mmcl.reports.runs import Run, group_runs, in_order, load_runs
@@ -102,6 +108,39 @@ def write_backbone_figures(
     return written
 
 
+def write_gradient_figures(
+    out_dir: Path, groups: dict[Group, list[Run]], gradient_files: Sequence[Path], methods: Sequence[str]
+) -> list[Group]:
+    """``gradient_conflict.png`` of each group with gradient files (after its order's last stage), written
+    after ``write_group``, which replaces the group's directory; returns those groups."""
+    last_stages = {(group[0], group[2], prefix_key(members[0].tasks)): group for group, members in groups.items()}
+    found: dict[Group, dict[str, dict]] = {}
+    for path in gradient_files:
+        data = read_json(path)
+        group = last_stages.get((data["suite"], data["backbone"], data["stage"]))
+        if group is None:
+            raise ValueError(f"{path}: stage '{data['stage']}' is the last stage of no order of this report's runs")
+        if data["method"] in found.setdefault(group, {}):
+            raise ValueError(f"{path}: a second gradient file of method '{data['method']}' for {'/'.join(group)}")
+        found[group][data["method"]] = data
+    for group, gradients in found.items():
+        save_png(gradient_conflict_figure(gradients, methods), out_dir / group_dir(group) / "gradient_conflict.png")
+    return sorted(found)
+
+
+def gradient_index(groups: Sequence[Group]) -> list[str]:
+    figures = [(group_dir(group) / "gradient_conflict.png").as_posix() for group in groups]
+    links = ", ".join(f"[{'/'.join(group)}]({figure})" for group, figure in zip(groups, figures, strict=True))
+    return [
+        "",
+        "## Gradient conflict (MoDE, Figure 5)",
+        "",
+        "After each order's last stage, in one seed, per tensor the method trains: the cosine between the "
+        "gradients of the text loss (the last task) and the image-generation loss; negative = a text step raises "
+        f"the image loss to first order. {links}.",
+    ]
+
+
 def linguistic_index(groups: Sequence[Group], backbone_figures: Sequence[Path]) -> list[str]:
     """The index section of the continual-LLaVA study's tables and figures."""
     lines = [
@@ -156,11 +195,13 @@ def index_markdown(
     linguistic: Sequence[Group] = (),
     backbone_figures: Sequence[Path] = (),
     generation: Sequence[Group] = (),
+    gradients: Sequence[Group] = (),
 ) -> str:
     """The page the README points to: links to every table and to the machine-readable files.
 
-    ``linguistic``: the groups with linguistic tables, ``backbone_figures`` the NLG Δ figures (relative paths),
-    ``generation``: the groups with generation tables.
+    ``linguistic``: the groups with linguistic tables, ``backbone_figures`` the NLG Δ figures (relative
+    paths), ``generation`` the groups with generation tables, ``gradients`` those with a gradient-conflict
+    figure.
     """
     lines = [
         "# mmcl reports",
@@ -186,6 +227,8 @@ def index_markdown(
         lines += linguistic_index(linguistic, backbone_figures)
     if generation:
         lines += generation_index(generation)
+    if gradients:
+        lines += gradient_index(gradients)
     lines += [
         "",
         "Machine-readable: [results.csv](results.csv) (every matrix cell of every run), "
@@ -201,12 +244,14 @@ def build_reports(
     method_order: list[str] | None = None,
     baselines: dict[str, Path] | None = None,
     backbone_order: list[str] | None = None,
+    gradient_files: Sequence[Path] = (),
 ) -> dict:
     """Write every report under out_dir (normally `reports/`); return metrics dict (also written).
 
     ``method_order`` orders table rows and ``metrics.json`` (methods not in it follow alphabetically),
     ``backbone_order`` the x axis of the NLG Δ-by-backbone figures (the same way); ``baselines`` maps a
-    suite to its most-common-predictor scores, shown as a reference row. The returned dict is what
+    suite to its most-common-predictor scores, shown as a reference row; ``gradient_files`` (``mmcl
+    gradients``, one per method of a group, after its order's last stage) are drawn. The returned dict is what
     ``metrics.json`` holds: ``{suite: {order: {backbone: {method: {metric: mean over seeds}}}}}`` with
     undefined values as None.
     """
@@ -225,8 +270,10 @@ def build_reports(
         write_group(out_dir / group_dir(group), members, loaded_baselines.get(group[0]), methods)
     linguistic = {group: members for group, members in groups.items() if members[0].is_linguistic}
     backbone_figures = write_backbone_figures(out_dir, linguistic, methods, backbone_order)
+    gradients = write_gradient_figures(out_dir, groups, gradient_files, methods)
     metrics = metrics_tree(summary, method_order)
     write_json(out_dir / "metrics.json", metrics)
     generation = [group for group, members in groups.items() if has_generation(members[0])]
-    write_text(out_dir / "index.md", index_markdown(list(groups), list(linguistic), backbone_figures, generation))
+    index = index_markdown(list(groups), list(linguistic), backbone_figures, generation, gradients)
+    write_text(out_dir / "index.md", index)
     return metrics
