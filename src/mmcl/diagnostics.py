@@ -21,9 +21,9 @@ from mmcl.methods import METHODS
 from mmcl.metrics.gradients import gradient_conflicts
 from mmcl.plan import stage_from_key
 from mmcl.registry import ConfigError
-from mmcl.training.batching import Collator, InstructionDataset
+from mmcl.training.batching import InstructionDataset
 from mmcl.training.distill import SequencePool
-from mmcl.training.jobs import load_split, task_families
+from mmcl.training.jobs import load_split, model_collator, train_only
 
 
 def gradient_diagnostic(
@@ -56,15 +56,8 @@ def gradient_diagnostic(
     model, processor = load_model(params, method, base_dir, checkpoint)
     model.to(device)
     trainable = set(cl_method.trainable_parameters(model))
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trainable)
-    collator = Collator(
-        model.tokenizer,
-        model.num_media_tokens,
-        task_families(params, suite),
-        seed=seed,
-        max_length=model.llm.config.max_position_embeddings,
-    )
+    train_only(model, trainable)
+    collator = model_collator(params, suite, model, seed=seed)
 
     def batch(tasks: list[str]) -> dict:
         samples = load_split(data_dir, tasks, "train")

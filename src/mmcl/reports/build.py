@@ -141,26 +141,39 @@ def gradient_index(groups: Sequence[Group]) -> list[str]:
     ]
 
 
-def linguistic_index(groups: Sequence[Group], backbone_figures: Sequence[Path]) -> list[str]:
-    """The index section of the continual-LLaVA study's tables and figures."""
+def links_section(title: str, text: str, groups: Sequence[Group], files: dict[str, str]) -> list[str]:
+    """An index section: its title and text, then a table linking each group's ``files`` (header -> name)."""
     lines = [
         "",
-        "## Linguistic forgetting",
+        f"## {title}",
         "",
-        "Suites with NLU/NLG text tasks: per method, the VL score (harmonic mean over the VL tasks) and the "
-        "NLU/NLG Δ (base model − after the final stage, in points; positive = forgetting), with the base "
-        "model's own scores as a reference row; and the same after every stage (figure).",
+        text,
         "",
-        "| Suite | Order | Backbone | Table | CSV | LaTeX | Per stage |",
-        "|:--|:--|:--|:--|:--|:--|:--|",
+        f"| Suite | Order | Backbone | {' | '.join(files)} |",
+        "|:--|:--|:--|" + ":--|" * len(files),
     ]
     for group in groups:
         base = group_dir(group).as_posix()
-        lines.append(
-            f"| {' | '.join(group)} | [linguistic.md]({base}/linguistic.md) "
-            f"| [linguistic.csv]({base}/linguistic.csv) | [linguistic.tex]({base}/linguistic.tex) "
-            f"| [linguistic_stages.png]({base}/linguistic_stages.png) |"
-        )
+        links = " | ".join(f"[{name}]({base}/{name})" for name in files.values())
+        lines.append(f"| {' | '.join(group)} | {links} |")
+    return lines
+
+
+def linguistic_index(groups: Sequence[Group], backbone_figures: Sequence[Path]) -> list[str]:
+    """The index section of the continual-LLaVA study's tables and figures."""
+    lines = links_section(
+        "Linguistic forgetting",
+        "Suites with NLU/NLG text tasks: per method, the VL score (harmonic mean over the VL tasks) and the "
+        "NLU/NLG Δ (base model − after the final stage, in points; positive = forgetting), with the base "
+        "model's own scores as a reference row; and the same after every stage (figure).",
+        groups,
+        {
+            "Table": "linguistic.md",
+            "CSV": "linguistic.csv",
+            "LaTeX": "linguistic.tex",
+            "Per stage": "linguistic_stages.png",
+        },
+    )
     if backbone_figures:
         links = ", ".join(f"[{path.parent.as_posix()}]({path.as_posix()})" for path in backbone_figures)
         lines += ["", f"NLG Δ after the final stage against backbone size, per suite/order: {links}."]
@@ -169,25 +182,19 @@ def linguistic_index(groups: Sequence[Group], backbone_figures: Sequence[Path]) 
 
 def generation_index(groups: Sequence[Group]) -> list[str]:
     """The index section of MoDE's tables and generated-image grids."""
-    lines = [
-        "",
-        "## Intra- and inter-modal forgetting",
-        "",
+    return links_section(
+        "Intra- and inter-modal forgetting",
         "Suites whose stage-0 model generates images: per method, the final understanding accuracy, the "
         "generation score before and after continual training, intra- and inter-modal forgetting and the "
         "trainable parameters; and the same prompts drawn by the stage-0 model and by each method (figure).",
-        "",
-        "| Suite | Order | Backbone | Table | CSV | LaTeX | Generated images |",
-        "|:--|:--|:--|:--|:--|:--|:--|",
-    ]
-    for group in groups:
-        base = group_dir(group).as_posix()
-        lines.append(
-            f"| {' | '.join(group)} | [generation.md]({base}/generation.md) "
-            f"| [generation.csv]({base}/generation.csv) | [generation.tex]({base}/generation.tex) "
-            f"| [generated.png]({base}/generated.png) |"
-        )
-    return lines
+        groups,
+        {
+            "Table": "generation.md",
+            "CSV": "generation.csv",
+            "LaTeX": "generation.tex",
+            "Generated images": "generated.png",
+        },
+    )
 
 
 def index_markdown(

@@ -20,8 +20,8 @@ from mmcl.config import Params
 from mmcl.methods.base import parameters_under
 from mmcl.models.checkpoint import MANIFEST, load_base, save_base
 from mmcl.provenance import record
-from mmcl.training.batching import Collator, InstructionDataset
-from mmcl.training.jobs import load_split, resume_path, task_families
+from mmcl.training.batching import InstructionDataset
+from mmcl.training.jobs import load_split, model_collator, resume_path, train_only
 from mmcl.training.loop import FitSettings, fit
 from mmcl.training.resume import discard_state
 
@@ -38,16 +38,9 @@ def align(params: Params, suite: str, backbone: str, data_dir: Path, base_dir: P
     set_seed(SEED)
     model, processor = load_base(base_dir)
     trainable = set(parameters_under(model, f"projectors.{modality}."))
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trainable)
+    train_only(model, trainable)
     samples = load_split(data_dir, [task], "train")
-    collator = Collator(
-        model.tokenizer,
-        model.num_media_tokens,
-        task_families(params, suite),
-        seed=SEED,
-        max_length=model.llm.config.max_position_embeddings,
-    )
+    collator = model_collator(params, suite, model, seed=SEED)
     settings = FitSettings(
         steps=alignment.steps,
         batch_size=alignment.batch_size,

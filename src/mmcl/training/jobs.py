@@ -81,13 +81,7 @@ def train_base(
         set_seed(getattr(config, "init_seed", 0))
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("llm."))
-        collator = Collator(
-            model.tokenizer,
-            model.num_media_tokens,
-            task_families(params, suite),
-            supervise_prompt=family.stage0_prompt_loss,
-            max_length=model.llm.config.max_position_embeddings,
-        )
+        collator = model_collator(params, suite, model, supervise_prompt=family.stage0_prompt_loss)
         settings = FitSettings(
             steps=stage0.steps,
             batch_size=stage0.batch_size,
@@ -163,16 +157,27 @@ def open_stage(params: Params, job: StageJob, artifacts: dict[str, Path], log):
         num_workers=train.num_workers,
         checkpoint_every=train.checkpoint_every,
     )
-    collator = Collator(
-        model.tokenizer,
-        model.num_media_tokens,
-        task_families(params, job.suite),
-        seed=settings.seed,
-        max_length=model.llm.config.max_position_embeddings,
-    )
+    collator = model_collator(params, job.suite, model, seed=settings.seed)
     dataset = InstructionDataset(stage_samples(job.data_dir, stage, artifacts), job.data_dir, processor)
     context = StageContext(stage, dataset, collator, params.suites[job.suite], artifacts, log)
     return cl_method, model, carried, settings, context
+
+
+def train_only(model, names: set[str]) -> None:
+    """Make exactly the parameters ``names`` trainable."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in names)
+
+
+def model_collator(params: Params, suite: str, model, **options) -> Collator:
+    """A collator for ``suite``'s tasks that cuts sequences at the model's context length."""
+    return Collator(
+        model.tokenizer,
+        model.num_media_tokens,
+        task_families(params, suite),
+        max_length=model.llm.config.max_position_embeddings,
+        **options,
+    )
 
 
 def teach_stage(params: Params, job: StageJob, out_dir: Path, log=print) -> None:
@@ -196,8 +201,7 @@ def train_stage(params: Params, job: StageJob, out_dir: Path, artifacts: dict[st
         raise ValueError(f"stage '{job.stage_key}' of method '{job.method}' needs its {', '.join(missing)} artifact")
     cl_method.before_stage(model, context)
     trainable = set(cl_method.trainable_parameters(model))
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trainable)
+    train_only(model, trainable)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(
         f"stage {job.stage_key}: method {job.method}, tasks {', '.join(stage.tasks)} ({len(context.dataset)} "
