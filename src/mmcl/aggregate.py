@@ -115,7 +115,9 @@ def aggregate_run(
     kinds = params.suites[suite].tasks
     record = {}
     base = _nan([_primary(zeroshot, eval_tasks)])[0]
-    if drawing := [j for j, t in enumerate(eval_tasks) if t not in tasks and kinds[t].family == "generation"]:
+    # lm-evaluation-harness columns are not suite tasks, and none of them draws.
+    drawing = [j for j, t in enumerate(eval_tasks) if t in kinds and t not in tasks and kinds[t].family == "generation"]
+    if drawing:
         summary.update(generation_summary(primary, base, drawing))
         evaluations = [zeroshot_scores, *stage_scores]
         record["generated"] = {"stage0": str(evaluations[0].parent), "final": str(evaluations[-1].parent)}
