@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 
 from mmcl.reports.runs import NAN, QA, Run, in_order
-from mmcl.reports.tables import UNDEFINED, MethodTable, TableRow, fixed_row, task_header
+from mmcl.reports.tables import UNDEFINED, MethodTable, TableRow, fixed_row, joint_trained, task_header
 from mmcl.reports.tidy import Stat, seed_stat
 
 TITLE = "Intra- and inter-modal forgetting"
@@ -85,7 +85,7 @@ def build_generation_table(runs: Sequence[Run], method_order: Sequence[str] | No
     base = [NAN] * (len(understanding) + len(COLUMNS) + 1)
     base[len(understanding) + [metric for _, metric, _ in COLUMNS].index("gen_before")] = first.metrics["gen_before"]
     rows.append(fixed_row(BASE_LABEL, base))
-    joint_methods = [m for m in methods if any(run.is_joint for run in runs if run.method == m)]
+    joint_methods = joint_trained(runs, methods)
     return MethodTable(
         suite=first.suite,
         order=first.order,

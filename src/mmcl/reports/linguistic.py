@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mmcl.reports.runs import NAN, Run, in_order
-from mmcl.reports.tables import UNDEFINED, MethodTable, TableRow, fixed_row
+from mmcl.reports.tables import UNDEFINED, MethodTable, TableRow, fixed_row, joint_trained
 from mmcl.reports.tidy import seed_stat
 
 # (measure, run-level metric after the final stage, column header)
@@ -70,7 +70,7 @@ def build_linguistic_table(runs: Sequence[Run], method_order: Sequence[str] | No
         cells = tuple(seed_stat([run.metrics.get(metric, NAN) for run in members]) for _, metric, _ in measures)
         rows.append(TableRow(method, cells, tuple(run.seed for run in members)))
     rows.append(fixed_row(BASE_LABEL, [first.base_measures[measure] for measure, _, _ in measures]))
-    joint_methods = [m for m in methods if any(run.is_joint for run in runs if run.method == m)]
+    joint_methods = joint_trained(runs, methods)
     return MethodTable(
         suite=first.suite,
         order=first.order,

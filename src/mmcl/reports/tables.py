@@ -142,6 +142,11 @@ def fixed_row(label: str, values: Sequence[float]) -> TableRow:
     return TableRow(label, tuple(Stat(v, NAN, 0 if math.isnan(v) else 1) for v in values), ())
 
 
+def joint_trained(runs: Sequence[Run], methods: Sequence[str]) -> list[str]:
+    """The methods among ``methods`` whose runs trained every task in one stage (their legend differs)."""
+    return [m for m in methods if any(run.is_joint for run in runs if run.method == m)]
+
+
 def _method_row(method: str, runs: Sequence[Run]) -> TableRow:
     first = runs[0]
     cells = [seed_stat([run.final(task) for run in runs]) for task in first.report_tasks]
@@ -184,7 +189,7 @@ def build_table(runs: Sequence[Run], baseline: dict | None, method_order: Sequen
     first = runs[0]
     methods = in_order((run.method for run in runs), method_order)
     rows = [_method_row(m, [run for run in runs if run.method == m]) for m in methods]
-    joint_methods = [m for m in methods if any(run.is_joint for run in runs if run.method == m)]
+    joint_methods = joint_trained(runs, methods)
     if baseline is not None:
         rows.append(_reference_row(first, baseline))
     headers = [task_header(first, task) for task in first.report_tasks]
