@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from mmcl.config import load_params, to_plain
 from mmcl.registry import ConfigError
@@ -194,9 +197,11 @@ def test_paper_configuration_extends_params_yaml(repo_root, tmp_path):
         load_params(missing)
 
 
-@pytest.mark.parametrize("name", ["moincl-real", "mode-real"])
+@pytest.mark.parametrize("name", ["moincl-real", "mode-real", "llava-real"])
 def test_paper_configuration_reports_to_its_own_directory(repo_root, name):
-    """The whole DAG is planned, from the downloads of every dataset it reads to its own report."""
+    """The whole DAG is planned, from the downloads of every dataset it reads to its own report; its DVC
+    stage depends on exactly those datasets, each the cached output of its own stage."""
+    from mmcl.data.datasets import files_owner
     from mmcl.methods import METHODS
 
     result = subprocess.run(
@@ -214,4 +219,17 @@ def test_paper_configuration_reports_to_its_own_directory(repo_root, name):
     datasets |= {dataset for method in methods for dataset in method.datasets()}  # MoDE's image-text pairs
     for dataset in datasets:
         assert f"output: data/{dataset}/prepare.json" in result.stdout
-        assert f"downloads/{dataset}/" in result.stdout
+        assert f"downloads/{files_owner(params, dataset)}/" in result.stdout  # the LLaVA groups share one download
+
+    converted = set(re.findall(r"output: (data/[^/\s]+)/prepare\.json", result.stdout))
+    stages = yaml.safe_load((repo_root / "workflow/presets/dvc.yaml").read_text())["stages"]
+    assert {dep for dep in stages[name.replace("-", "_")]["deps"] if dep.startswith("data/")} == converted
+    listed = subprocess.run(
+        [Path(sys.executable).parent / "dvc", "stage", "list", "workflow/presets/dvc.yaml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for path in converted:
+        assert re.search(rf"dvc.yaml:dataset@{path.removeprefix('data/')}\s+Outputs {path}$", listed, re.M)

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -572,3 +573,14 @@ def test_two_stages_on_converted_datasets_through_snakemake(tmp_path, default_pa
     assert {task: entry["n"] for task, entry in scores.items()} == {"okvqa": 1, "audiocaps": 1}
     assert "accuracy" in scores["okvqa"]["metrics"] and "cider" in scores["audiocaps"]["metrics"]
     assert (project / "reports/real2/two/tiny/table.md").exists()
+
+    # A colleague who pulls the converted data (`dvc pull`: data/<dataset>, not downloads/) trains on it
+    # without downloading anything again.
+    shutil.rmtree(project / "downloads")
+    shutil.rmtree(project / "results")
+    plan = subprocess.run(
+        [str(bin_dir / "snakemake"), "-n"], cwd=project, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "rule train_stage:" in plan
+    for rule in ("download", "extract", "convert"):
+        assert f"rule {rule}:" not in plan
