@@ -1,8 +1,8 @@
 # mmcl workflow: params.yaml -> data -> stage-0 base model -> sequential CL stages -> evaluation of
 # every checkpoint on every task -> per-run accuracy matrices -> reports/.
 #
-# Rules are thin calls into the `mmcl` command line; the grid logic lives in src/mmcl (config.py,
-# plan.py), imported here without torch because every cluster job parses this file again.
+# Rules are thin calls into the `mmcl` command line; the grid logic lives in src/mmcl (jobs/params.py,
+# core/plan.py, core/paths.py), imported here without torch because every cluster job parses this file again.
 # Another params file: `snakemake --config params=path/to/params.yaml`.
 
 from snakemake.utils import min_version

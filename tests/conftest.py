@@ -55,7 +55,7 @@ def shrink(params: dict) -> None:
 def tiny_suite(tmp_path_factory, default_params):
     """Small micl-synth data prepared by `mmcl prepare`, with its params."""
     from mmcl.cli import main
-    from mmcl.config import load_params
+    from mmcl.jobs.params import load_params
 
     root = tmp_path_factory.mktemp("tiny")
     params = copy.deepcopy(default_params)
@@ -70,7 +70,7 @@ def tiny_suite(tmp_path_factory, default_params):
 @pytest.fixture(scope="session")
 def tiny_base(tiny_suite, tmp_path_factory):
     """The tiny backbone's base directory (stage 0 run for a few steps)."""
-    from mmcl.training.jobs import train_base
+    from mmcl.jobs.train_base import train_base
 
     params, data = tiny_suite
     out = tmp_path_factory.mktemp("base") / "checkpoint"
@@ -80,13 +80,13 @@ def tiny_base(tiny_suite, tmp_path_factory):
 
 def batch_of(model, processor, params, data, task, n=4):
     """A training batch of a micl-synth task's first ``n`` samples, collated for ``model``."""
+    from mmcl.data.families import suite_families
     from mmcl.data.records import read_jsonl, split_path
-    from mmcl.training.batching import Collator, InstructionDataset
-    from mmcl.training.jobs import task_families
+    from mmcl.engine.batching import Collator, InstructionDataset
 
     samples = read_jsonl(split_path(data, task, "train"))[:n]
     dataset = InstructionDataset(samples, data, processor)
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "micl-synth"))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites["micl-synth"]))
     return collator.train_batch([dataset[i] for i in range(len(dataset))])
 
 
@@ -160,7 +160,8 @@ def save_tiny_whisper(out: Path) -> Path:
 def with_backbone(params, name: str, entry: str, **changes):
     """``params`` reloaded with one more backbone, ``name``: the ``entry`` of params.yaml (a real backbone)
     with ``changes``, e.g. its hub ids (llm, image_encoder, audio_encoder) replaced by local paths."""
-    from mmcl.config import load_params, to_plain
+    from mmcl.config.fingerprint import to_plain
+    from mmcl.jobs.params import load_params
 
     changes = {key: str(value) if isinstance(value, Path) else value for key, value in changes.items()}
     return load_params(params.path, overrides={"backbones": {name: to_plain(params.backbones[entry]) | changes}})
@@ -172,7 +173,7 @@ def processor():
     datasets must load through it."""
     from transformers import CLIPImageProcessor, WhisperFeatureExtractor
 
-    from mmcl.models.checkpoint import MediaProcessor
+    from mmcl.data.media import MediaProcessor
 
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     sound = WhisperFeatureExtractor(feature_size=40, sampling_rate=16000, hop_length=320, chunk_length=1)
@@ -375,7 +376,7 @@ def write_drawing_suite(data: Path, train: int, test: int, seed: int = 0) -> Pat
     builds: the generation setting before a generated suite of its own exists."""
     import numpy as np
 
-    from mmcl.config import WorldConfig
+    from mmcl.config.schema import WorldConfig
     from mmcl.data.generators.micl_synth import scene_question
     from mmcl.data.generators.micl_world import encode_scene, sample_scene
     from mmcl.data.records import Sample, split_path, write_jsonl
@@ -431,8 +432,8 @@ def build_drawing(
     by their commands, and the embedded unified base model, each trained for the steps given; stages train
     3 steps."""
     from mmcl.cli import main
-    from mmcl.config import load_params
-    from mmcl.training.jobs import train_base
+    from mmcl.jobs.params import load_params
+    from mmcl.jobs.train_base import train_base
 
     path = root / "params.yaml"
     raw = drawing_params(copy.deepcopy(default_params), tokenizer_steps, judge_steps, stage0_steps)

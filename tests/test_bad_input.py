@@ -26,9 +26,9 @@ import yaml
 from test_download import PAYLOAD, SHA256, serve
 
 from mmcl.cli import main
-from mmcl.config import load_params
+from mmcl.core.registry import ConfigError
 from mmcl.data.download import fetch
-from mmcl.registry import ConfigError
+from mmcl.jobs.params import load_params
 
 DELETE = object()  # as a value in `edited`: remove the key
 

@@ -9,8 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmcl.config import MethodConfig, load_params
+from mmcl.config.schema import MethodConfig
+from mmcl.core.plan import stage_from_key
+from mmcl.core.registry import ConfigError
+from mmcl.data.families import suite_families
 from mmcl.data.records import read_jsonl, split_path
+from mmcl.engine.batching import Collator, InstructionDataset
+from mmcl.jobs.params import load_params
+from mmcl.jobs.stage import StageJob
+from mmcl.jobs.train_stage import train_stage
 from mmcl.methods.base import StageContext, parameters_under
 from mmcl.methods.eproj import EProj
 from mmcl.methods.ewc import EWC, EWCConfig
@@ -18,10 +25,6 @@ from mmcl.methods.finetune import Finetune
 from mmcl.methods.lora import LoRA
 from mmcl.methods.weight_fusion import WeightFusion, WeightFusionConfig
 from mmcl.models.checkpoint import load_base, load_stage, save_stage
-from mmcl.plan import stage_from_key
-from mmcl.registry import ConfigError
-from mmcl.training.batching import Collator, InstructionDataset
-from mmcl.training.jobs import StageJob, task_families, train_stage
 
 
 def toy(values) -> torch.nn.Module:
@@ -38,7 +41,7 @@ def stage_context(model, processor, params, data, key: str, n: int) -> StageCont
     """The context of stage ``key`` with the first ``n`` training samples of its task."""
     stage = stage_from_key("sequential", key)
     samples = read_jsonl(split_path(data, stage.tasks[-1], "train"))[:n]
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "micl-synth"))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites["micl-synth"]))
     dataset = InstructionDataset(samples, data, processor)
     return StageContext(stage, dataset, collator, params.suites["micl-synth"], log=lambda _: None)
 

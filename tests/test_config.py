@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmcl.config import load_params, to_plain
-from mmcl.registry import ConfigError
+from mmcl.config.fingerprint import to_plain
+from mmcl.core.registry import ConfigError
+from mmcl.jobs.params import load_params
 
 
 def test_default_params_load_typed(params_file):
@@ -125,7 +126,10 @@ def test_mistakes_fail_with_file_key_and_suggestion(params_file, edit, expected)
 
 def test_validation_does_not_import_torch(repo_root):
     """The Snakefile validates params on every parse (once per cluster job): it must stay light."""
-    code = "import sys; from mmcl.config import load_params; load_params('params.yaml'); print('torch' in sys.modules)"
+    code = (
+        "import sys; from mmcl.jobs.params import load_params; load_params('params.yaml'); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -201,7 +205,7 @@ def test_paper_configuration_extends_params_yaml(repo_root, tmp_path):
 def test_paper_configuration_reports_to_its_own_directory(repo_root, name):
     """The whole DAG is planned, from the downloads of every dataset it reads to its own report; its DVC
     stage depends on exactly those datasets, each the cached output of its own stage."""
-    from mmcl.data.datasets import files_owner
+    from mmcl.jobs.datasets import files_owner
     from mmcl.methods import METHODS
 
     result = subprocess.run(

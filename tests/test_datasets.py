@@ -40,9 +40,9 @@ from conftest import (
 )
 from test_download import serve
 
-from mmcl.config import load_params
+from mmcl.core.registry import ConfigError
 from mmcl.data.records import read_jsonl, split_path
-from mmcl.registry import ConfigError
+from mmcl.jobs.params import load_params
 
 # --- media and archives, made here ----------------------------------------------------------------
 
@@ -509,7 +509,7 @@ def test_vqa_metric_counts_annotators():
 
 def test_each_task_is_scored_with_its_metric(repo_root):
     from mmcl.data.records import Sample
-    from mmcl.evaluation import score
+    from mmcl.jobs.evaluate import score
 
     params = load_params(repo_root / "params.yaml")
     tasks = params.suites["micl-real"].tasks

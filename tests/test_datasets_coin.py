@@ -14,9 +14,9 @@ import pytest
 import yaml
 from conftest import Source, as_json, converts, dataset_entry, fails, image, sha256, write_params, zipped
 
-from mmcl.config import load_params
+from mmcl.core.registry import ConfigError
 from mmcl.data.records import read_jsonl
-from mmcl.registry import ConfigError
+from mmcl.jobs.params import load_params
 
 LETTER_PROMPT = "Answer with the option's letter from the given choices directly."
 

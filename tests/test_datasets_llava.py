@@ -35,8 +35,8 @@ from conftest import (
 from test_datasets import CORRUPT_JPEG, nothing_complete, tarred
 from test_download import serve
 
-from mmcl.config import load_params
-from mmcl.registry import ConfigError
+from mmcl.core.registry import ConfigError
+from mmcl.jobs.params import load_params
 
 
 def repo_entry(default_params: dict, name: str, files: dict, **settings) -> dict:
@@ -491,7 +491,7 @@ def test_box_metric_scores_overlap_not_text():
 
 def test_llava_real_tasks_are_scored_with_their_metrics(repo_root):
     from mmcl.data.records import Sample
-    from mmcl.evaluation import score
+    from mmcl.jobs.evaluate import score
 
     params = load_params(repo_root / "params.yaml")
     tasks = ("vqav2", "gqa", "textvqa", "refcoco")

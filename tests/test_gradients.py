@@ -12,12 +12,13 @@ from conftest import build_drawing
 from test_reports import BACKBONE, GROUP, METHOD_ORDER, SUITE, TASKS, write_inputs
 from test_workflow import planned_jobs
 
+from mmcl.analyses.gradients.figure import reached_by
 from mmcl.cli import main
-from mmcl.io import read_json
-from mmcl.plan import prefix_key
-from mmcl.reports import build_reports
-from mmcl.reports.gradient_figures import reached_by
-from mmcl.training.jobs import StageJob, train_stage
+from mmcl.core.io import read_json
+from mmcl.core.plan import prefix_key
+from mmcl.jobs.report import build_reports
+from mmcl.jobs.stage import StageJob
+from mmcl.jobs.train_stage import train_stage
 
 LAST_LAYER = ".layers.1."  # the unified backbone's LLM has two
 
@@ -106,7 +107,7 @@ def conflicts(method: str, cosines: list[float | None], stage: str = prefix_key(
     }  # fmt: skip
 
 
-def test_the_report_draws_the_gradient_files_of_each_group(tmp_path):
+def test_the_report_draws_the_gradient_files_of_each_group(params_file, tmp_path):
     run_files, baselines = write_inputs(tmp_path / "runs")
     files = []
     for method, cosines in (("finetune", [-0.5, 0.2, 0.9]), ("lwf", [None, None])):
@@ -114,7 +115,7 @@ def test_the_report_draws_the_gradient_files_of_each_group(tmp_path):
         files[-1].write_text(json.dumps(conflicts(method, cosines)))
     assert reached_by(conflicts("lwf", [0.3, None, None])["tensors"]) == ([0.3], 2, 0)
     out = tmp_path / "reports"
-    build_reports(run_files, out, method_order=METHOD_ORDER, baselines=baselines, gradient_files=files)
+    build_reports(run_files, out, method_order=METHOD_ORDER, baselines=baselines, inputs={"gradients": files})
     figure = out / GROUP / "gradient_conflict.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / GROUP / "table.md").exists(), "written after the group's directory, not replaced with it"
@@ -125,7 +126,10 @@ def test_the_report_draws_the_gradient_files_of_each_group(tmp_path):
     assert not (bare / GROUP / "gradient_conflict.png").exists() and "Gradient" not in (bare / "index.md").read_text()
     files[0].write_text(json.dumps(conflicts("finetune", [0.1], stage=TASKS[0])))
     with pytest.raises(ValueError, match="last stage of no order"):
-        build_reports(run_files, tmp_path / "wrong", method_order=METHOD_ORDER, gradient_files=files)
+        build_reports(run_files, tmp_path / "wrong", method_order=METHOD_ORDER, inputs={"gradients": files})
+    flags = [arg for path in files for arg in ("--input", f"gradients={path}")]  # as the report rule repeats it
+    with pytest.raises(ValueError, match="last stage of no order"):  # the first file is read, not only the last
+        main(["report", "--params", str(params_file()), "--runs", *map(str, run_files), *flags, "--out", str(out)])
 
 
 def test_gradients_are_planned_for_the_first_seed_of_grids_that_draw(repo_root, params_file, default_params):

@@ -7,13 +7,15 @@ import pytest
 import torch
 from conftest import batch_of, save_tiny_clip, save_tiny_llm, save_tiny_whisper, with_backbone
 
-from mmcl.config import load_params
+from mmcl.data.families import suite_families
 from mmcl.data.records import read_jsonl, split_path
-from mmcl.evaluation import generate, load_model
+from mmcl.engine.batching import Collator
+from mmcl.engine.inference import generate
+from mmcl.jobs.evaluate import load_model
+from mmcl.jobs.params import load_params
+from mmcl.jobs.train_base import train_base
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import load_base, save_stage
-from mmcl.training.batching import Collator
-from mmcl.training.jobs import task_families, train_base
 
 STUDY = {  # the continual-LLaVA study's backbones: hub id of the LLM -> size label
     "EleutherAI/pythia-160m": "160M",
@@ -68,7 +70,7 @@ def test_each_architecture_builds_trains_generates_and_round_trips(arch, tiny_su
     assert model.projectors["image"][0].weight.grad.abs().sum() > 0, "the image reaches the LLM through its projector"
 
     samples = read_jsonl(split_path(data, "image_qa", "test"))[:3]
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "micl-synth"))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites["micl-synth"]))
     answers = generate(model.eval(), processor, collator, samples, data, 3, 4, torch.device("cpu"))
     assert list(answers) == [s.id for s in samples] and all(isinstance(a, str) for a in answers.values())
 

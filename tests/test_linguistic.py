@@ -6,13 +6,14 @@ import math
 
 import pytest
 
-from mmcl.aggregate import aggregate_run, lm_eval_scores
-from mmcl.config import load_params
-from mmcl.io import write_json
+from mmcl.analyses.runs import parse_run
+from mmcl.analyses.tidy import summary_frame
+from mmcl.core.io import write_json
+from mmcl.core.paths import lm_eval_beside
+from mmcl.jobs.aggregate import aggregate_run
+from mmcl.jobs.params import load_params
+from mmcl.jobs.report import build_reports
 from mmcl.metrics.linguistic import harmonic_mean, linguistic_delta, linguistic_summary
-from mmcl.reports import build_reports
-from mmcl.reports.runs import parse_run
-from mmcl.reports.tidy import summary_frame
 
 
 def test_harmonic_mean_by_hand():
@@ -162,7 +163,7 @@ def test_suites_without_nlu_or_nlg_tasks_get_no_linguistic_metrics(params_file, 
         stage_scores=stages, zeroshot_scores=base,
     )  # fmt: skip
     assert not [key for key in run["metrics"] if key.startswith(("vl_score", "nlu", "nlg"))]
-    assert "measures" not in run and not parse_run(run, "run.json").is_linguistic
+    assert "measures" not in run and not parse_run(run, "run.json").measures
 
 
 # --- a real backbone: NLU and NLG from lm-evaluation-harness (`mmcl lm-eval`), beside each evaluation ---
@@ -183,7 +184,7 @@ def test_a_real_backbones_run_measures_nlu_and_nlg_with_lm_eval(params_file, tmp
             | {"metrics": {"accuracy": lm[task]}}
             for task, measure in lm_eval.tasks().items()
         }
-        write_json(lm_eval_scores(scores), {"tasks": tasks})
+        write_json(lm_eval_beside(scores), {"tasks": tasks})
         return scores
 
     base = evaluation("base", LLAVA_BASE, LM_BASE)

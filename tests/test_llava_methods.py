@@ -18,18 +18,21 @@ import torch
 import yaml
 from conftest import make_project, shrink
 
-from mmcl.config import load_params
-from mmcl.data.replay import BUFFER, build_replay, replay_size
-from mmcl.integrity import problems
-from mmcl.io import read_json
+from mmcl.core.integrity import problems
+from mmcl.core.io import read_json
+from mmcl.core.plan import stage_from_key
+from mmcl.core.registry import ConfigError
+from mmcl.data.families import suite_families
+from mmcl.data.records import load_split
+from mmcl.data.replay import BUFFER, replay_size
+from mmcl.engine.batching import IGNORE, Collator, InstructionDataset
+from mmcl.jobs.params import load_params
+from mmcl.jobs.replay import build_replay
+from mmcl.jobs.stage import stage_samples
 from mmcl.methods import METHODS
 from mmcl.methods.base import parameters_under
 from mmcl.methods.soft_targets import SoftTargets, SoftTargetsConfig, soft_target_loss
 from mmcl.models.checkpoint import load_base
-from mmcl.plan import stage_from_key
-from mmcl.registry import ConfigError
-from mmcl.training.batching import IGNORE, Collator, InstructionDataset
-from mmcl.training.jobs import load_split, stage_samples, task_families
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -77,7 +80,7 @@ def test_soft_target_loss_by_hand():
 def test_alpha_zero_is_the_usual_cross_entropy(tiny_suite, tiny_base):
     params, data = tiny_suite
     model, processor = load_base(tiny_base)
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "micl-synth"), seed=3)
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites["micl-synth"]), seed=3)
     samples = load_split(data, ["image_cap"], "train")[:3] + load_split(data, ["audio_qa"], "train")[:3]
     dataset = InstructionDataset(samples, data, processor)
     batch = collator.train_batch([dataset[i] for i in range(len(samples))])

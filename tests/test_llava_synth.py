@@ -13,13 +13,13 @@ import pytest
 from PIL import Image, ImageDraw
 from test_micl_synth import file_digests, objects_in
 
-from mmcl.config import SplitSizes, SuiteConfig, TaskConfig, WorldConfig
+from mmcl.config.schema import SplitSizes, SuiteConfig, TaskConfig, WorldConfig
+from mmcl.core.registry import ConfigError
 from mmcl.data import GENERATORS
 from mmcl.data.generators.llava_synth import TASKS, LlavaSynth
 from mmcl.data.generators.micl_synth import parse_scene_caption
 from mmcl.data.generators.micl_world import SIGN_SCALE, SIGN_WORDS, sign_font
 from mmcl.data.records import perception_path, read_jsonl, split_path
-from mmcl.registry import ConfigError
 
 WORLD = WorldConfig(image_size=48, max_objects=2)
 ALL_TASKS = {name: TaskConfig(family, modality) for name, (family, modality) in TASKS.items()}

@@ -14,14 +14,14 @@ import yaml
 from conftest import save_tiny_clip, save_tiny_llm
 
 from mmcl.cli import main
-from mmcl.config import load_params
-from mmcl.evaluation import load_model
-from mmcl.evaluation_lm import check_tasks, checkpoint_llm
-from mmcl.io import read_json
+from mmcl.core.io import read_json
+from mmcl.core.registry import ConfigError
+from mmcl.jobs.evaluate import load_model
+from mmcl.jobs.lm_eval import check_tasks, checkpoint_llm
+from mmcl.jobs.params import load_params
+from mmcl.jobs.train_base import train_base
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import load_base, save_stage
-from mmcl.registry import ConfigError
-from mmcl.training.jobs import train_base
 
 CHOICE = [  # the likeliest option of the checkpoint below is always "left": gold in 2 of 4
     {"context": "where is the red circle ?", "choices": ["left", "right"], "gold": 0},

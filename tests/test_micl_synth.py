@@ -13,12 +13,12 @@ import pytest
 import soundfile
 from PIL import Image, ImageSequence
 
-from mmcl.config import SplitSizes, SuiteConfig, TaskConfig, WorldConfig
+from mmcl.config.schema import SplitSizes, SuiteConfig, TaskConfig, WorldConfig
+from mmcl.core.registry import ConfigError
 from mmcl.data import GENERATORS
 from mmcl.data.generators import micl_world
 from mmcl.data.generators.micl_synth import MiclSynth
 from mmcl.data.records import Sample, perception_path, read_jsonl, split_path
-from mmcl.registry import ConfigError
 
 TASKS = {
     "image_cap": TaskConfig("captioning", "image"),

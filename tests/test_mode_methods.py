@@ -16,11 +16,12 @@ from conftest import batch_of
 from torch import nn
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from mmcl.config import Params, SuiteConfig, TaskConfig
-from mmcl.data.families import TaskFamily
-from mmcl.data.families.generation import DRAW_CAPTIONS_TASK
+from mmcl.config.schema import Params, SuiteConfig, TaskConfig
+from mmcl.core.plan import stage_from_key
+from mmcl.data.families import DRAW_CAPTIONS_TASK, TaskFamily, suite_families
 from mmcl.data.records import Sample, split_path, write_jsonl
 from mmcl.data.vocab import build_word_tokenizer
+from mmcl.engine.batching import Collator, InstructionDataset, Item
 from mmcl.methods.base import StageContext, parameters_under
 from mmcl.methods.experts import (
     ExpertLinear,
@@ -33,9 +34,6 @@ from mmcl.methods.mode import MoDE, MoDEConfig, ModeKDConfig, image_kd
 from mmcl.methods.moelora import MoELoRA, MoELoRAConfig
 from mmcl.metrics.gradients import gradient_conflicts
 from mmcl.models.checkpoint import load_base
-from mmcl.plan import stage_from_key
-from mmcl.training.batching import Collator, InstructionDataset, Item
-from mmcl.training.jobs import task_families
 
 VOCAB, IMAGE = 100, range(80, 100)  # 8 special tokens, 72 words, then <img>, 18 codes, </img>
 TEXT_WORDS = [f"w{i}" for i in range(72)]
@@ -322,7 +320,7 @@ def test_distillation_on_a_captioning_dataset_draws_its_captions(world):
     [sample] = method.pool.samples
     assert (sample.task, sample.instruction, sample.media) == (DRAW_CAPTIONS_TASK, "w1 w2", ["../pairs/media/p0.png"])
     tokenizer = world.collator.tokenizer
-    collator = Collator(tokenizer, {}, task_families(Params(suites={"none": SuiteConfig()}), "none"))
+    collator = Collator(tokenizer, {}, suite_families(Params(suites={"none": SuiteConfig()}).suites["none"]))
     image = torch.tensor([80, 85, 99])  # <img> c4 </img>
     batch = collator.train_batch([Item(sample, image, 0)])
     target = [*image.tolist(), tokenizer.eos_token_id]

@@ -14,12 +14,13 @@ import pytest
 from test_llava_synth import ink, referent, written
 from test_micl_synth import COLUMNS, ROWS, file_digests, objects_in, pixels_of
 
-from mmcl.config import SplitSizes, SuiteConfig, TaskConfig, WorldConfig, load_params
+from mmcl.config.schema import SplitSizes, SuiteConfig, TaskConfig, WorldConfig
+from mmcl.core.registry import ConfigError
 from mmcl.data import GENERATORS
 from mmcl.data.generators.micl_world import COLOR_NAMES, SHAPES, SIGN_WORDS
 from mmcl.data.generators.mode_synth import COLORED_LIKE, LOOKS, TASKS, ModeSynth
 from mmcl.data.records import perception_path, read_jsonl, split_path
-from mmcl.registry import ConfigError
+from mmcl.jobs.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 UNDERSTANDING = {name: TaskConfig(*kind) for name, kind in TASKS.items() if name != "draw"}

@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import batch_of
 
+from mmcl.core.integrity import CheckpointError
 from mmcl.data.records import perception_path, read_jsonl, split_path
 from mmcl.methods import METHODS
-from mmcl.models.checkpoint import CheckpointError, load_base, load_stage, save_stage
+from mmcl.models.checkpoint import load_base, load_stage, save_stage
 
 TASKS = ["image_cap", "image_qa", "audio_qa", "video_cap", "video_qa", "text_qa"]
 
@@ -101,7 +102,8 @@ def test_base_directory_reloads_identically(tiny_suite, tiny_base):
 
 
 def test_perception_pretraining_teaches_the_encoder_its_tags_and_freezes_it(tiny_suite, tiny_base):
-    from mmcl.training.perception import PerceptionSettings, pretrain_encoders
+    from mmcl.engine.perception import pretrain_encoders
+    from mmcl.models.backbones.base import PerceptionSettings
 
     _, data = tiny_suite
     model, processor = load_base(tiny_base)

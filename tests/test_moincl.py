@@ -15,9 +15,9 @@ import torch
 import yaml
 from conftest import make_project, tiny_grid
 
+from mmcl.core.plan import plan_stages
+from mmcl.engine.distill import Distiller, DistillSet, fixed_target, teach, topk_kl
 from mmcl.methods.moincl import old_task_type
-from mmcl.plan import plan_stages
-from mmcl.training.distill import Distiller, DistillSet, fixed_target, teach, topk_kl
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -79,9 +79,10 @@ def test_pseudo_targets_only_where_the_modality_saw_the_other_task_type(tiny_sui
 @pytest.fixture(scope="module")
 def teacher_and_student(tiny_suite, tiny_base):
     """The base model as a teacher, and a student whose LLM weights were nudged away from it."""
+    from mmcl.data.families import suite_families
+    from mmcl.data.records import load_split
+    from mmcl.engine.batching import Collator, InstructionDataset
     from mmcl.models.checkpoint import load_base
-    from mmcl.training.batching import Collator, InstructionDataset
-    from mmcl.training.jobs import load_split, task_families
 
     params, data = tiny_suite
     teacher, processor = load_base(tiny_base)
@@ -90,7 +91,9 @@ def teacher_and_student(tiny_suite, tiny_base):
     with torch.no_grad():
         for p in student.llm.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    collator = Collator(teacher.tokenizer, teacher.num_media_tokens, task_families(params, "micl-synth"), seed=1)
+    collator = Collator(
+        teacher.tokenizer, teacher.num_media_tokens, suite_families(params.suites["micl-synth"]), seed=1
+    )
     samples = [fixed_target(s, s.answers[0]) for s in load_split(data, ["image_cap"], "train")[:6]]
     return teacher.eval(), student.eval(), collator, InstructionDataset(samples, data, processor)
 

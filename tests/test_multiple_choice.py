@@ -12,16 +12,20 @@ import yaml
 from safetensors.torch import load_file
 
 from mmcl.cli import main
-from mmcl.config import load_params
+from mmcl.core.io import read_json
+from mmcl.data.families import suite_families
 from mmcl.data.families.last_word import LastWord
 from mmcl.data.families.multiple_choice import MultipleChoice
 from mmcl.data.records import DataError, Sample, read_jsonl, split_path, write_jsonl
-from mmcl.evaluation import choose, evaluate, option_log_likelihoods
-from mmcl.io import read_json
+from mmcl.engine.batching import Collator, InstructionDataset
+from mmcl.engine.inference import choose, option_log_likelihoods
+from mmcl.jobs.align import align
+from mmcl.jobs.evaluate import evaluate
+from mmcl.jobs.params import load_params
+from mmcl.jobs.stage import StageJob
+from mmcl.jobs.train_base import train_base
+from mmcl.jobs.train_stage import train_stage
 from mmcl.models.checkpoint import MANIFEST, load_base
-from mmcl.training.alignment import align
-from mmcl.training.batching import Collator, InstructionDataset
-from mmcl.training.jobs import StageJob, task_families, train_base, train_stage
 
 # --- the common format ---
 
@@ -117,7 +121,7 @@ def test_likelihood_scoring_equals_the_log_softmax_summed_by_hand(llava):
     params, data, base, _, _, _ = llava
     model, processor = load_base(base)
     model.eval()
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "llava-synth"))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites["llava-synth"]))
     image = read_jsonl(split_path(data, "vqa", "test"))[0]
     question = "scene : a red circle at the top left . question : what is at the top left ?"
     options = ["nothing", "red circle", "it is at the top left", "blue"]  # 1, 2, 5 and 1 tokens

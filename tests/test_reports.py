@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mmcl.reports import build_reports
+from mmcl.jobs.report import build_reports
 
 SUITE, ORDER, BACKBONE = "micl-synth", "img-aud", "tiny"
 TASKS = ["image_cap", "image_qa", "audio_qa"]
@@ -196,7 +196,7 @@ def test_summary_mean_and_std_over_seeds(built):
 def test_forgetting_reduction_relative_to_finetune():
     from types import SimpleNamespace
 
-    from mmcl.reports.tidy import forgetting_reduction
+    from mmcl.analyses.tidy import forgetting_reduction
 
     def runs(*values):
         return [SimpleNamespace(metrics={"forgetting": v}) for v in values]
@@ -497,8 +497,8 @@ def test_summary_csv_has_the_linguistic_metrics(linguistic_built):
 
 
 def test_nlg_by_backbone_follows_the_grid_order(linguistic_files):
-    from mmcl.reports.linguistic_figures import nlg_by_backbone_figure
-    from mmcl.reports.runs import load_runs
+    from mmcl.analyses.linguistic.figures import nlg_by_backbone_figure
+    from mmcl.analyses.runs import load_runs
 
     runs = load_runs(linguistic_files)
     ax = nlg_by_backbone_figure(runs, L_BACKBONES, L_METHODS).axes[0]
@@ -513,8 +513,8 @@ def test_nlg_by_backbone_follows_the_grid_order(linguistic_files):
 
 
 def test_stage_curves_are_seed_means_per_stage(linguistic_files):
-    from mmcl.reports.linguistic_figures import stage_curves_figure
-    from mmcl.reports.runs import load_runs, parse_run
+    from mmcl.analyses.linguistic.figures import stage_curves_figure
+    from mmcl.analyses.runs import load_runs, parse_run
 
     # A joint run (values after the last stage only), first in the list: the x axis is still the stages.
     joint = linguistic_run("tiny-s", "finetune", 0) | {"method": "joint", "stages": ["joint"]}

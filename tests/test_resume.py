@@ -17,8 +17,8 @@ import yaml
 from conftest import make_project
 from safetensors.torch import load_file
 
-from mmcl.training.loop import PREEMPTED
-from mmcl.training.sampling import StepSampler
+from mmcl.engine.loop import PREEMPTED
+from mmcl.engine.sampling import StepSampler
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import make_project
 
-from mmcl.config import load_params
-from mmcl.registry import ConfigError
+from mmcl.core.registry import ConfigError
+from mmcl.jobs.params import load_params
 
 CLUSTER = Path(__file__).parent / "slurm" / "cluster.sh"
 KINDS = ("default", "train_base", "train_stage", "evaluate")

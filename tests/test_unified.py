@@ -13,18 +13,23 @@ from conftest import build_drawing, drawing_params, save_tiny_chameleon, with_ba
 from safetensors.torch import load_file
 from test_workflow import planned_jobs
 
-from mmcl.config import load_params
+from mmcl.core.io import read_json, sha256_file
+from mmcl.core.registry import ConfigError
+from mmcl.data.families import suite_families
 from mmcl.data.records import read_jsonl, split_path
-from mmcl.evaluation import draw, evaluate
-from mmcl.io import read_json, sha256_file
+from mmcl.engine.batching import IGNORE, Collator, InstructionDataset
+from mmcl.engine.inference import draw
+from mmcl.jobs.evaluate import evaluate
+from mmcl.jobs.image_artifacts import train_tokenizer
+from mmcl.jobs.params import load_params
+from mmcl.jobs.stage import StageJob
+from mmcl.jobs.train_base import train_base
+from mmcl.jobs.train_stage import train_stage
 from mmcl.models.checkpoint import load_base
-from mmcl.models.image_models import as_float, read_images
+from mmcl.models.image_artifacts import as_float, read_images
 from mmcl.models.judge import load_judge
 from mmcl.models.unified_lm import IMAGE_END, IMAGE_START, image_vocabulary
-from mmcl.models.vq import load_tokenizer, train_tokenizer
-from mmcl.registry import ConfigError
-from mmcl.training.batching import IGNORE, Collator, InstructionDataset
-from mmcl.training.jobs import StageJob, task_families, train_base, train_stage
+from mmcl.models.vq import load_tokenizer
 
 CODES = 256  # params.yaml's codebook size
 GRID = 64  # 32 px images in 4 px codes: 8 x 8
@@ -101,7 +106,7 @@ def test_image_token_range_is_exactly_the_codes_and_markers(drawing):
 
 def test_images_are_read_in_prompts_and_written_as_targets(drawing):
     model, processor = load_base(drawing.base)
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(drawing.params, "drawing"))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(drawing.params.suites["drawing"]))
     (question,) = read_jsonl(split_path(drawing.data, "image_qa", "train"))[:1]
     (drawn,) = read_jsonl(split_path(drawing.data, "draw", "train"))[:1]
     dataset = InstructionDataset([question, drawn], drawing.data, processor)
@@ -124,7 +129,7 @@ def test_images_are_read_in_prompts_and_written_as_targets(drawing):
 
 def test_generation_writes_exactly_one_image_of_codes_and_the_judge_reads_it(drawing):
     model, processor = load_base(drawing.base)
-    families = task_families(drawing.params, "drawing")
+    families = suite_families(drawing.params.suites["drawing"])
     collator = Collator(model.tokenizer, model.num_media_tokens, families)
     samples = read_jsonl(split_path(drawing.data, "draw", "test"))[:5]
     batch = collator.generation_batch([InstructionDataset(samples, drawing.data, processor)[i] for i in range(5)])
@@ -180,7 +185,7 @@ def test_a_lora_stage_adapts_only_the_llm_and_the_model_still_draws(drawing):
 
 def test_a_backbone_without_image_tokens_cannot_learn_to_draw(drawing, tiny_base):
     model, processor = load_base(tiny_base)
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(drawing.params, "drawing"))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(drawing.params.suites["drawing"]))
     sample = read_jsonl(split_path(drawing.data, "draw", "train"))[0]
     item = InstructionDataset([sample], drawing.data, processor)[0]
     with pytest.raises(ValueError, match="family: unified"):
@@ -198,7 +203,7 @@ def test_a_tiny_chameleon_saves_and_loads_through_the_family(drawing, tmp_path):
     # its tokenizer's layout: 8 specials, the 16 IMGIMG tokens, <eoss>, <racm3:break>
     assert model.image_token_range == range(8, 26) and (model.start_id, model.end_id) == (25, 24)
     assert model.tokens_per_image == 16  # 32 px, three halvings
-    collator = Collator(model.tokenizer, model.num_media_tokens, task_families(params, "drawing"))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites["drawing"]))
     samples = [
         *read_jsonl(split_path(drawing.data, "image_qa", "train"))[:2],
         *read_jsonl(split_path(drawing.data, "draw", "train"))[:2],

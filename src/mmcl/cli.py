@@ -1,7 +1,9 @@
 """``mmcl`` command line: the steps the workflow's rules call, each runnable by hand.
 
-Every command reads ``params.yaml`` (``--params``), validates it, and writes its outputs atomically
-with a ``provenance.json`` (resolved config, package versions, git commit) beside them.
+Argument parsing only: each command's work is its module under ``mmcl.jobs``, imported when it runs
+(so that ``mmcl --help`` imports no torch). Every command reads ``params.yaml`` (``--params``), validates
+it, and writes its outputs atomically with a ``provenance.json`` (resolved config, package versions, git
+commit) beside them.
 """
 
 from __future__ import annotations
@@ -9,91 +11,15 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-import time
 from pathlib import Path
 
-from mmcl.registry import ConfigError
+from mmcl.core.registry import ConfigError
 
 
 def _params(args):
-    from mmcl.config import load_params
+    from mmcl.jobs.params import load_params
 
     return load_params(args.params)
-
-
-def cmd_validate_config(args) -> None:
-    from mmcl.config import load_params
-    from mmcl.methods import METHODS
-    from mmcl.plan import plan_stages
-
-    params = load_params(args.params, preset=args.preset)
-    grid = params.grid
-    stages = {
-        (backbone, method, seed, stage.key)
-        for backbone in grid.backbones
-        for method in grid.methods
-        for seed in grid.seeds
-        for order in grid.orders
-        for stage in plan_stages(METHODS.get(params.methods[method].type).schedule, params.order(order))
-    }
-    runs = len(grid.backbones) * len(grid.methods) * len(grid.seeds) * len(grid.orders)
-    print(f"{args.params}: valid")
-    what = f"preset {args.preset}" if args.preset else "grid"
-    print(
-        f"{what}: suite {grid.suite}; {len(grid.orders)} order(s) x {len(grid.methods)} method(s) x "
-        f"{len(grid.backbones)} backbone(s) x {len(grid.seeds)} seed(s) = {runs} runs, {len(stages)} training stages"
-    )
-    for order in grid.orders:
-        print(f"  order {order}: {' -> '.join(params.order(order))}")
-    if alignment := params.suite().alignment:
-        print(
-            f"  alignment: '{alignment.task}', {alignment.steps} steps, once per backbone "
-            f"({len(grid.backbones)} stage(s)), the start of every run"
-        )
-
-
-def cmd_prepare(args) -> None:
-    from mmcl.data import GENERATORS
-    from mmcl.data.vocab import build_word_tokenizer
-    from mmcl.io import atomic_path, sha256_file, write_json
-    from mmcl.provenance import record
-
-    params = _params(args)
-    suite = params.suites[args.suite]
-    started = time.perf_counter()
-    generator = GENERATORS.get(suite.generator)(suite)
-    with atomic_path(args.out) as tmp:
-        # Converted datasets live beside the suite's directory: data/<dataset>, data/<suite>.
-        summary = generator.generate(tmp, args.out.parent) if generator.reads_datasets else generator.generate(tmp)
-        build_word_tokenizer(tmp / "vocab.txt", tmp / "tokenizer")
-        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.glob("*/*.jsonl"))}
-        summary = {
-            "suite": args.suite,
-            "seconds": round(time.perf_counter() - started, 2),
-            **summary,
-            "sha256": files,
-        }
-        write_json(tmp / "manifest.json", summary)
-        record(tmp / "provenance.json", params, {"command": "prepare", "suite": args.suite})
-    print(f"prepared suite {args.suite} in {args.out} ({summary['seconds']} s)")
-
-
-def cmd_download(args) -> None:
-    from mmcl.data.datasets import obtain
-
-    obtain(_params(args), args.dataset, args.file, args.out)
-
-
-def cmd_extract(args) -> None:
-    from mmcl.data.datasets import unpack
-
-    unpack(_params(args), args.dataset, args.file, args.archive, args.out)
-
-
-def cmd_convert(args) -> None:
-    from mmcl.data.datasets import convert
-
-    convert(_params(args), args.dataset, args.sources, args.out)
 
 
 def _artifacts(args, command: str) -> dict[str, Path]:
@@ -106,41 +32,76 @@ def _artifacts(args, command: str) -> dict[str, Path]:
     return artifacts
 
 
+def _pairs(items: list[str], flag: str, example: str) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` arguments as pairs."""
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not (sep and name and value):
+            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE, e.g. {example}")
+        pairs.append((name, value))
+    return pairs
+
+
+def cmd_validate_config(args) -> None:
+    from mmcl.jobs.params import load_params
+    from mmcl.jobs.validate import summarise
+
+    summarise(load_params(args.params, preset=args.preset), f"preset {args.preset}" if args.preset else "grid")
+
+
+def cmd_prepare(args) -> None:
+    from mmcl.jobs.prepare import prepare
+
+    prepare(_params(args), args.suite, args.out)
+
+
+def cmd_download(args) -> None:
+    from mmcl.jobs.datasets import obtain
+
+    obtain(_params(args), args.dataset, args.file, args.out)
+
+
+def cmd_extract(args) -> None:
+    from mmcl.jobs.datasets import unpack
+
+    unpack(_params(args), args.dataset, args.file, args.archive, args.out)
+
+
+def cmd_convert(args) -> None:
+    from mmcl.jobs.datasets import convert
+
+    convert(_params(args), args.dataset, args.sources, args.out)
+
+
 def cmd_train_base(args) -> None:
-    from mmcl.models import BACKBONES
-    from mmcl.models.unified import IMAGE_TOKENIZER
-    from mmcl.plan import image_tokenizer_dir
-    from mmcl.training.jobs import train_base
+    from mmcl.jobs.train_base import artifacts_of, train_base
 
     params = _params(args)
-    config = params.backbones[args.backbone]
-    # An artifact not given is where the workflow builds it (its rule stays as it was before artifacts existed).
-    defaults = {IMAGE_TOKENIZER: Path(image_tokenizer_dir(args.suite, args.backbone))}
-    needed = BACKBONES.get(config.family)(config).required_artifacts()
-    artifacts = {name: defaults[name] for name in needed} | _artifacts(args, "train-base")
+    artifacts = artifacts_of(params, args.suite, args.backbone, _artifacts(args, "train-base"))
     train_base(params, args.suite, args.backbone, Path(args.data), Path(args.out), artifacts=artifacts)
 
 
 def cmd_train_tokenizer(args) -> None:
-    from mmcl.training.image_jobs import build_image_tokenizer
+    from mmcl.jobs.image_artifacts import build_image_tokenizer
 
     build_image_tokenizer(_params(args), args.suite, args.backbone, Path(args.data), Path(args.out))
 
 
 def cmd_train_judge(args) -> None:
-    from mmcl.training.image_jobs import build_judge
+    from mmcl.jobs.image_artifacts import build_judge
 
     build_judge(_params(args), args.suite, Path(args.data), Path(args.out))
 
 
 def cmd_align(args) -> None:
-    from mmcl.training.alignment import align
+    from mmcl.jobs.align import align
 
     align(_params(args), args.suite, args.backbone, Path(args.data), Path(args.base), Path(args.out))
 
 
 def _stage_job(args):
-    from mmcl.training.jobs import StageJob
+    from mmcl.jobs.stage import StageJob
 
     return StageJob(
         suite=args.suite,
@@ -150,31 +111,31 @@ def _stage_job(args):
         stage_key=args.stage,
         data_dir=Path(args.data),
         base_dir=Path(args.base),
-        prev_dir=Path(args.prev) if args.prev else None,
+        prev_dir=Path(args.prev) if getattr(args, "prev", None) else None,  # `gradients` has no --prev
     )
 
 
 def cmd_train_stage(args) -> None:
-    from mmcl.training.jobs import train_stage
+    from mmcl.jobs.train_stage import train_stage
 
     train_stage(_params(args), _stage_job(args), Path(args.out), _artifacts(args, "train-stage"))
 
 
 def cmd_teach(args) -> None:
-    from mmcl.training.jobs import teach_stage
+    from mmcl.jobs.teach import teach_stage
 
     teach_stage(_params(args), _stage_job(args), Path(args.out))
 
 
 def cmd_replay(args) -> None:
-    from mmcl.data.replay import build_replay
+    from mmcl.jobs.replay import build_replay
 
     build_replay(_params(args), args.method, args.seed, args.stage, Path(args.data), Path(args.out))
 
 
 def cmd_evaluate(args) -> None:
-    from mmcl.evaluation import evaluate, evaluate_reference
-    from mmcl.plan import judge_dir
+    from mmcl.core import paths
+    from mmcl.jobs.evaluate import evaluate, evaluate_reference
 
     params = _params(args)
     if args.reference:
@@ -190,30 +151,18 @@ def cmd_evaluate(args) -> None:
         base_dir=Path(args.base),
         checkpoint=Path(args.checkpoint) if args.checkpoint else None,
         out_dir=Path(args.out),
-        judge_dir=Path(args.judge or judge_dir(args.suite)),
+        judge_dir=Path(args.judge or paths.judge_dir(args.suite)),
     )
 
 
 def cmd_gradients(args) -> None:
-    from mmcl.diagnostics import gradient_diagnostic
+    from mmcl.jobs.gradients import gradient_diagnostic
 
-    gradient_diagnostic(
-        _params(args),
-        suite=args.suite,
-        backbone=args.backbone,
-        method=args.method,
-        seed=args.seed,
-        stage_key=args.stage,
-        data_dir=Path(args.data),
-        base_dir=Path(args.base),
-        checkpoint=Path(args.checkpoint),
-        out=Path(args.out),
-        batch_size=args.batch_size,
-    )
+    gradient_diagnostic(_params(args), _stage_job(args), Path(args.checkpoint), Path(args.out), args.batch_size)
 
 
 def cmd_lm_eval(args) -> None:
-    from mmcl.evaluation_lm import lm_evaluate
+    from mmcl.jobs.lm_eval import lm_evaluate
 
     if args.checkpoint and not args.method:
         raise ConfigError("lm-eval: --method is required with --checkpoint (it shapes the model, e.g. LoRA)")
@@ -228,11 +177,11 @@ def cmd_lm_eval(args) -> None:
 
 
 def cmd_aggregate(args) -> None:
-    from mmcl.aggregate import aggregate_run
-    from mmcl.io import write_json
+    from mmcl.jobs.aggregate import write_run
 
-    run = aggregate_run(
+    write_run(
         _params(args),
+        Path(args.out),
         suite=args.suite,
         order=args.order,
         backbone=args.backbone,
@@ -241,57 +190,73 @@ def cmd_aggregate(args) -> None:
         stage_scores=[Path(p) for p in args.stage_scores],
         zeroshot_scores=Path(args.zeroshot_scores),
     )
-    write_json(args.out, run)
-    print(" | ".join(f"{k} {v:.1f}" for k, v in run["metrics"].items() if v == v))
 
 
 def cmd_report(args) -> None:
-    from mmcl.config import load_params
-    from mmcl.reports import build_reports
+    from mmcl.jobs.params import load_params
+    from mmcl.jobs.report import build_reports
 
     params = load_params(args.params, preset=args.preset)
-    references = dict(item.split("=", 1) for item in args.reference)
+    inputs: dict[str, list[Path]] = {}
+    for name, path in _pairs(args.input, "--input", "gradients=results/.../gradients/<stage>.json"):
+        inputs.setdefault(name, []).append(Path(path))
     build_reports(
         [Path(p) for p in args.runs],
         Path(args.out),
         method_order=params.grid.methods,
-        baselines={suite: Path(path) for suite, path in references.items()},
+        baselines={suite: Path(path) for suite, path in _pairs(args.reference, "--reference", "micl-synth=...")},
         backbone_order=params.grid.backbones,
-        gradient_files=[Path(p) for p in args.gradients],
+        inputs=inputs,
     )
     print(f"report written to {args.out}/index.md")
+
+
+def artifact_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--artifact", action="append", default=[], metavar="NAME=DIR", help=help_text)
+
+
+DATA = ("--data", "the suite's data directory")
+OUT = ("--out", "directory to write")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, func, help_text: str, required: tuple = ()) -> argparse.ArgumentParser:
+        """A command with --params and the ``required`` flags, each a name or (name, help); the others are
+        added to what it returns."""
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--params", default="params.yaml", help="experiment config (default: params.yaml)")
+        for flag in required:
+            name, flag_help = (flag, None) if isinstance(flag, str) else flag
+            p.add_argument(name, required=True, help=flag_help)
         p.set_defaults(func=func)
         return p
 
     p = command("validate-config", cmd_validate_config, "Check params.yaml and summarise the grid it declares.")
     p.add_argument("--preset", help="summarise the grid of presets.<PRESET> (a paper table) instead")
 
-    p = command("prepare", cmd_prepare, "Generate or convert a suite's data into the common JSONL format.")
-    p.add_argument("--suite", required=True)
+    p = command(
+        "prepare", cmd_prepare, "Generate or convert a suite's data into the common JSONL format.", ("--suite",)
+    )
     p.add_argument("--out", required=True, type=Path, help="data directory of the suite, e.g. data/micl-synth")
 
-    p = command("download", cmd_download, "Download one file of a real dataset (or check the one placed by hand).")
-    p.add_argument("--dataset", required=True)
+    p = command(
+        "download",
+        cmd_download,
+        "Download one file of a real dataset (or check the one placed by hand).",
+        ("--dataset",),
+    )
     p.add_argument("--file", required=True, help="its name under datasets.<dataset>.files")
     p.add_argument("--out", required=True, type=Path, help="where it goes, e.g. downloads/<dataset>/<file>")
 
-    p = command("extract", cmd_extract, "Unpack one downloaded archive of a real dataset.")
-    p.add_argument("--dataset", required=True)
+    p = command("extract", cmd_extract, "Unpack one downloaded archive of a real dataset.", ("--dataset",))
     p.add_argument("--file", required=True, help="its name under datasets.<dataset>.files")
     p.add_argument("--archive", required=True, type=Path, help="the downloaded archive")
     p.add_argument("--out", required=True, type=Path, help="directory to unpack into")
 
-    p = command("convert", cmd_convert, "Convert a real dataset's files into the common JSONL format.")
-    p.add_argument("--dataset", required=True)
+    p = command("convert", cmd_convert, "Convert a real dataset's files into the common JSONL format.", ("--dataset",))
     p.add_argument("--sources", required=True, type=Path, help="its downloads, e.g. downloads/<dataset>")
     p.add_argument("--out", required=True, type=Path, help="data directory of the dataset, e.g. data/<dataset>")
 
@@ -299,52 +264,32 @@ def build_parser() -> argparse.ArgumentParser:
         "train-base",
         cmd_train_base,
         "Build a backbone's stage-0 base model (pretrain random encoders on tags, train its LLM on text).",
+        ("--suite", "--backbone", DATA, ("--out", "base model directory to write")),
     )
-    p.add_argument("--suite", required=True)
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--data", required=True, help="the suite's data directory")
-    p.add_argument("--out", required=True, help="base model directory to write")
-    p.add_argument(
-        "--artifact",
-        action="append",
-        default=[],
-        metavar="NAME=DIR",
-        help="an artifact the backbone is assembled from (repeatable): image_tokenizer (`mmcl train-tokenizer`; "
+    artifact_flag(
+        p,
+        "an artifact the backbone is assembled from (repeatable): image_tokenizer (`mmcl train-tokenizer`; "
         "default: where the workflow builds it)",
     )
 
-    p = command(
-        "train-tokenizer",
-        cmd_train_tokenizer,
-        "Train an embedded unified backbone's image tokenizer (a VQ-VAE) on the suite's training images.",
-    )
-    p.add_argument("--suite", required=True)
-    p.add_argument("--backbone", required=True, help="a `family: unified` backbone with `model: null`")
-    p.add_argument("--data", required=True, help="the suite's data directory")
-    p.add_argument("--out", required=True, help="directory to write")
-
-    p = command(
-        "train-judge", cmd_train_judge, "Train the judge of a suite's generated images on its real training images."
-    )
-    p.add_argument("--suite", required=True)
-    p.add_argument("--data", required=True, help="the suite's data directory")
-    p.add_argument("--out", required=True, help="directory to write")
+    tokenizer_help = "Train an embedded unified backbone's image tokenizer (a VQ-VAE) on the suite's training images."
+    unified = ("--backbone", "a `family: unified` backbone with `model: null`")
+    command("train-tokenizer", cmd_train_tokenizer, tokenizer_help, ("--suite", unified, DATA, OUT))
+    judge_help = "Train the judge of a suite's generated images on its real training images."
+    command("train-judge", cmd_train_judge, judge_help, ("--suite", DATA, OUT))
 
     p = command(
         "align",
         cmd_align,
         "Run a suite's alignment stage (LLaVA-1.5): train the projector on captions, LLM and encoders frozen.",
+        ("--suite", "--backbone", "--data"),
     )
-    for flag in ("--suite", "--backbone", "--data"):
-        p.add_argument(flag, required=True)
     p.add_argument("--base", required=True, help="base model directory it starts from")
     p.add_argument("--out", required=True, help="aligned model directory to write (a base model directory)")
 
     def stage_command(name: str, func, help_text: str, flags: tuple[str, ...]) -> argparse.ArgumentParser:
         """A command about one stage of a run: ``flags`` (required) plus --seed and --stage."""
-        p = command(name, func, help_text)
-        for flag in flags:
-            p.add_argument(flag, required=True)
+        p = command(name, func, help_text, flags)
         p.add_argument("--seed", required=True, type=int)
         p.add_argument("--stage", required=True, help="stage key: the tasks trained so far joined by '+'")
         return p
@@ -356,13 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = model_stage_command("train-stage", cmd_train_stage, "Train one continual-learning stage from the previous one.")
-    p.add_argument(
-        "--artifact",
-        action="append",
-        default=[],
-        metavar="NAME=DIR",
-        help="a cached artifact the method reads (repeatable): teacher (`mmcl teach`), replay (`mmcl replay`)",
-    )
+    artifact_flag(p, "a cached artifact the method reads (repeatable): teacher (`mmcl teach`), replay (`mmcl replay`)")
     teach_help = "Cache the previous model's outputs (pseudo-targets, top-K logits) for a stage."
     model_stage_command("teach", cmd_teach, teach_help)
 
@@ -373,9 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         cmd_evaluate,
         "Evaluate a checkpoint (or the base model) on every task of the suite but its alignment task.",
+        ("--suite", "--data"),
     )
-    p.add_argument("--suite", required=True)
-    p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="directory for predictions/ and scores.json")
     p.add_argument("--base", help="base model directory")
     p.add_argument("--method", help="method whose checkpoint is evaluated (it shapes the model, e.g. LoRA)")
@@ -410,7 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", cmd_report, "Write tables, heatmaps, results.csv, summary.csv and metrics.json.")
     p.add_argument("--runs", nargs="+", required=True, help="run JSON files from `mmcl aggregate`")
     p.add_argument("--reference", nargs="*", default=[], metavar="SUITE=SCORES", help="most-common baseline scores")
-    p.add_argument("--gradients", nargs="*", default=[], help="gradient-conflict files from `mmcl gradients`")
+    p.add_argument(
+        "--input",
+        nargs="*",
+        action="extend",  # the rule repeats the flag, once per file
+        default=[],
+        metavar="ANALYSIS=FILE",
+        help="a file an analysis reads, e.g. gradients=<an `mmcl gradients` file> (the report rule lists them)",
+    )
     p.add_argument("--out", default="reports")
     p.add_argument("--preset", help="the report of presets.<PRESET>: its methods and backbones order the rows and axes")
     return parser
@@ -418,13 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def explained(err: Exception) -> bool:
     """Errors whose message already names the file and the fix: printed as one line, no traceback."""
+    from mmcl.core.integrity import CheckpointError
     from mmcl.data.records import DataError
 
-    classes = [ConfigError, DataError]
-    # Only look up the classes of modules already loaded: importing them would import torch.
-    if checkpoint := sys.modules.get("mmcl.models.checkpoint"):
-        classes.append(checkpoint.CheckpointError)
-    if loop := sys.modules.get("mmcl.training.loop"):
+    classes = [ConfigError, CheckpointError, DataError]
+    # Only look up the class of a module already loaded: importing it would import torch.
+    if loop := sys.modules.get("mmcl.engine.loop"):
         classes.append(loop.NonFiniteLoss)
     full_disk = isinstance(err, OSError) and err.errno == errno.ENOSPC
     return full_disk or isinstance(err, tuple(classes))

@@ -1,17 +1,20 @@
-# The grid, read and validated from params.yaml, and the input functions that chain stages.
+# The grid, read and validated from params.yaml, and the input functions that chain stages. Every path
+# comes from mmcl.core.paths; each analysis (mmcl.analyses) names the extra files it reads.
 import re
 
 from pathlib import Path
 
-from mmcl.aggregate import checkpoint_meta, lm_eval_scores
-from mmcl.config import digest, load_params, to_plain
-from mmcl.data import TASK_FAMILIES
-from mmcl.data.datasets import files_owner, source_paths
-from mmcl.integrity import quarantine_damaged
+from mmcl.analyses import ANALYSES
+from mmcl.config.fingerprint import digest, to_plain
+from mmcl.core import paths
+from mmcl.core.integrity import quarantine_damaged
+from mmcl.core.plan import plan_stages
+from mmcl.data.families import generation_tasks
+from mmcl.jobs.datasets import files_owner, source_paths
+from mmcl.jobs.params import load_params
 from mmcl.methods import METHODS
-from mmcl.models import BACKBONES
-from mmcl.models.unified import IMAGE_TOKENIZER
-from mmcl.plan import image_tokenizer_dir, judge_dir, plan_stages
+from mmcl.models.backbones import BACKBONES
+from mmcl.models.backbones.unified import IMAGE_TOKENIZER
 
 PARAMS_FILE = config.get("params", "params.yaml")
 PRESET = config.get("preset")  # `--config preset=<name>`: the grid of presets.<name> (a paper table)
@@ -22,11 +25,12 @@ REPORT_NAME = PRESET or (Path(PARAMS_FILE).stem if PARAMS.extends else None)
 REPORT_DIR = f"reports/{REPORT_NAME}" if REPORT_NAME else "reports"
 GRID = PARAMS.grid
 SUITE = GRID.suite
+ANALYSES_USED = [ANALYSES.get(name)() for name in ANALYSES.names()]
 
 # A checkpoint or artifact that no longer matches its recorded hashes is moved aside before the DAG
 # is built, so this run recomputes it and everything after it (jobs parse this file too: skip there).
 if workflow.is_main_process:
-    quarantine_damaged(Path("results"), Path(".snakemake/mmcl-verified.json"))
+    quarantine_damaged(Path(paths.RESULTS), Path(".snakemake/mmcl-verified.json"))
 
 
 def _names(values):
@@ -44,21 +48,26 @@ wildcard_constraints:
     stage=r"[^/]+",
 
 
+def run_of(wildcards):
+    """The (suite, backbone, method, seed) of a job's wildcards: the first arguments of the stage paths."""
+    return wildcards.suite, wildcards.backbone, wildcards.method, wildcards.seed
+
+
 def suite_datasets(wildcards):
     """The converted datasets a suite's tasks read (none for a generated suite)."""
     tasks = PARAMS.suites[wildcards.suite].tasks.values()
-    return sorted({f"data/{task.dataset}/prepare.json" for task in tasks if task.dataset})
+    return sorted({paths.dataset_summary(task.dataset) for task in tasks if task.dataset})
 
 
 def dataset_downloads(wildcards):
     """Where the files a dataset converts are obtained: downloads/<dataset>, or those of its `files_from`."""
-    return f"downloads/{files_owner(PARAMS, wildcards.dataset)}"
+    return paths.downloads(files_owner(PARAMS, wildcards.dataset))
 
 
 def dataset_sources(wildcards):
     """What a dataset's conversion reads: its (or its `files_from`'s) downloaded files and unpacked archives."""
     owner = files_owner(PARAMS, wildcards.dataset)
-    return [str(path) for path in source_paths(PARAMS.datasets[owner].files, Path(f"downloads/{owner}"))]
+    return [str(path) for path in source_paths(PARAMS.datasets[owner].files, Path(paths.downloads(owner)))]
 
 
 def source_fingerprint(wildcards):
@@ -91,16 +100,14 @@ def base_inputs(wildcards):
     """The suite's data and the artifacts the backbone is assembled from (an embedded unified backbone's
     image tokenizer; none for the others, so their jobs are unchanged)."""
     config = PARAMS.backbones[wildcards.backbone]
-    artifacts = {IMAGE_TOKENIZER: image_tokenizer_dir(wildcards.suite, wildcards.backbone)}
+    artifacts = {IMAGE_TOKENIZER: paths.image_tokenizer_dir(wildcards.suite, wildcards.backbone)}
     needed = BACKBONES.get(config.family)(config).required_artifacts()
-    return {"data": f"data/{wildcards.suite}/manifest.json"} | {name: artifacts[name] for name in needed}
+    return {"data": paths.suite_manifest(wildcards.suite)} | {name: artifacts[name] for name in needed}
 
 
 def judge_input(wildcards):
     """The judge of the suite's generated images, for suites with generation tasks (nothing otherwise)."""
-    tasks = PARAMS.suites[wildcards.suite].tasks.values()
-    drawing = any(TASK_FAMILIES.get(task.family).prediction == "generate_image" for task in tasks)
-    return {"judge": judge_dir(wildcards.suite)} if drawing else {}
+    return {"judge": paths.judge_dir(wildcards.suite)} if generation_tasks(PARAMS.suites[wildcards.suite]) else {}
 
 
 def stage_of(wildcards):
@@ -112,25 +119,21 @@ def stage_of(wildcards):
     )
 
 
-def stage_dir(w, key):
-    return f"results/{w.suite}/{w.backbone}/{w.method}/seed{w.seed}/stages/{key}"
-
-
 def start_model(wildcards):
     """The model every run of a suite starts from: the aligned model when the suite has an alignment
     stage (one per suite and backbone, shared by every method and seed), else the base model. Stage
     checkpoints hold only what differs from it, so their evaluation loads it too."""
-    start = "base" if PARAMS.suites[wildcards.suite].alignment is None else "aligned"
-    return f"results/{wildcards.suite}/{wildcards.backbone}/{start}/checkpoint"
+    aligned = PARAMS.suites[wildcards.suite].alignment is not None
+    return paths.start_model(wildcards.suite, wildcards.backbone, aligned)
 
 
 def model_inputs(wildcards):
     """A stage's model starts from the run's start model and, unless it is the first stage, the
     previous stage's checkpoint (which is also the model a `teach` job runs)."""
     stage = stage_of(wildcards)
-    inputs = {"data": f"data/{wildcards.suite}/manifest.json", "base": start_model(wildcards)}
+    inputs = {"data": paths.suite_manifest(wildcards.suite), "base": start_model(wildcards)}
     if stage.previous:
-        inputs["prev"] = f"{stage_dir(wildcards, stage.previous)}/checkpoint"
+        inputs["prev"] = paths.stage_checkpoint(*run_of(wildcards), stage.previous)
     return inputs
 
 
@@ -142,9 +145,10 @@ def stage_artifacts(wildcards):
 def stage_inputs(wildcards):
     """A training stage reads its model inputs, its artifacts (`<stage dir>/<name>`) and the converted
     datasets its method reads besides the suite's (MoDE's image-text pairs; none for the other methods)."""
-    artifacts = {name: f"{stage_dir(wildcards, wildcards.stage)}/{name}" for name in stage_artifacts(wildcards)}
-    datasets = [f"data/{name}/prepare.json" for name in method_of(wildcards.method).datasets()]
-    return model_inputs(wildcards) | artifacts | ({"datasets": datasets} if datasets else {})
+    w = wildcards
+    artifacts = {name: paths.stage_artifact(name, *run_of(w), w.stage) for name in stage_artifacts(w)}
+    datasets = [paths.dataset_summary(name) for name in method_of(w.method).datasets()]
+    return model_inputs(w) | artifacts | ({"datasets": datasets} if datasets else {})
 
 
 def artifact_flags(wildcards, input):
@@ -170,32 +174,18 @@ def previous_flag(wildcards, input):
 
 
 def run_stage_scores(wildcards):
-    w = wildcards
-    return [
-        f"results/{w.suite}/{w.backbone}/{w.method}/seed{w.seed}/stages/{s.key}/eval/scores.json"
-        for s in stages(w.method, w.order)
-    ]
+    return [paths.stage_scores(*run_of(wildcards), s.key) for s in stages(wildcards.method, wildcards.order)]
 
 
-def run_lm_eval_scores(wildcards):
-    """lm-eval's scores beside each evaluation a run reads (the base model's too), for backbones that ask
-    for them; none otherwise, so the other grids' jobs are unchanged."""
-    w = wildcards
-    if PARAMS.backbones[w.backbone].lm_eval is None:
-        return []
-    evaluations = [*run_stage_scores(w), f"results/{w.suite}/{w.backbone}/base/eval/scores.json"]
-    return [str(lm_eval_scores(path)) for path in evaluations]
-
-
-def run_final_checkpoint(wildcards):
-    """The last stage's checkpoint, whose meta gives the trainable parameters of MoDE's table, for suites
-    with generation tasks (judged ones); none otherwise, so the other grids' jobs are unchanged."""
+def run_analysis_inputs(wildcards):
+    """What the run's analyses read beside its evaluations (e.g. lm-eval's scores, the last checkpoint)."""
     scores = run_stage_scores(wildcards)
-    return [str(checkpoint_meta(scores[-1]).parent)] if scores and judge_input(wildcards) else []
+    w = wildcards
+    return sorted({path for a in ANALYSES_USED for path in a.aggregate_inputs(PARAMS, w.suite, w.backbone, scores)})
 
 
 RUN_FILES = expand(
-    "results/{suite}/{backbone}/{method}/seed{seed}/runs/{order}.json",
+    paths.run_file(),
     suite=SUITE,
     backbone=GRID.backbones,
     method=GRID.methods,
@@ -203,21 +193,8 @@ RUN_FILES = expand(
     order=GRID.orders,
 )
 REPORT_FILES = [f"{REPORT_DIR}/{name}" for name in ("index.md", "results.csv", "summary.csv", "metrics.json")]
-# MoDE's Figure 5 in the report, for suites with generation tasks (none otherwise, so the other grids' jobs
-# are unchanged): the gradient conflict of every sequential method after each order's last stage, first seed.
-GRADIENT_FILES = (
-    sorted(
-        {
-            f"results/{SUITE}/{backbone}/{method}/seed{GRID.seeds[0]}/gradients/{stages(method, order)[-1].key}.json"
-            for backbone in GRID.backbones
-            for method in GRID.methods
-            if schedule(method) == "sequential"
-            for order in GRID.orders
-        }
-    )
-    if PARAMS.suite().generation_tasks
-    else []
-)
+# What the report's analyses read besides the runs (e.g. MoDE's Figure 5 files), by analysis.
+REPORT_INPUTS = {analysis.name: analysis.report_inputs(PARAMS, GRID) for analysis in ANALYSES_USED}
 
 
 # --- Cluster resources (params.yaml `resources:`), named as snakemake-executor-plugin-slurm reads them ---

@@ -2,11 +2,11 @@ rule prepare:
     input:
         suite_datasets,
     output:
-        "data/{suite}/manifest.json",
+        paths.suite_manifest(),
     log:
-        "logs/{suite}/prepare.log",
+        paths.log("{suite}/prepare"),
     benchmark:
-        "logs/benchmarks/prepare/{suite}.tsv",
+        paths.benchmark("prepare", "{suite}/prepare"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}"),

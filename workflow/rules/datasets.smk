@@ -9,9 +9,9 @@ localrules:
 
 rule download:
     output:
-        "downloads/{dataset}/{file}",
+        paths.download(),
     log:
-        "logs/datasets/{dataset}/{file}.download.log",
+        paths.log("datasets/{dataset}/{file}", "download"),
     params:
         params_file=PARAMS_FILE,
         source=source_fingerprint,
@@ -26,11 +26,11 @@ rule download:
 
 rule extract:
     input:
-        "downloads/{dataset}/{file}",
+        paths.download(),
     output:
-        directory("downloads/{dataset}/extracted/{file}"),
+        directory(paths.extracted()),
     log:
-        "logs/datasets/{dataset}/{file}.extract.log",
+        paths.log("datasets/{dataset}/{file}", "extract"),
     params:
         params_file=PARAMS_FILE,
     resources:
@@ -46,11 +46,11 @@ rule convert:
     input:
         dataset_sources,
     output:
-        "data/{dataset}/prepare.json",
+        paths.dataset_summary(),
     log:
-        "logs/datasets/{dataset}/convert.log",
+        paths.log("datasets/{dataset}/convert"),
     benchmark:
-        "logs/benchmarks/convert/{dataset}.tsv",
+        paths.benchmark("convert", "datasets/{dataset}"),
     params:
         params_file=PARAMS_FILE,
         sources=dataset_downloads,

@@ -1,15 +1,15 @@
 rule evaluate_stage:
     input:
         unpack(judge_input),
-        data="data/{suite}/manifest.json",
+        data=paths.suite_manifest(),
         base=start_model,
-        checkpoint="results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint",
+        checkpoint=paths.stage_checkpoint(),
     output:
-        "results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/eval/scores.json",
+        paths.stage_scores(),
     log:
-        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.eval.log",
+        paths.log(paths.stage_stem(), "eval"),
     benchmark:
-        "logs/benchmarks/evaluate_stage/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+        paths.benchmark("evaluate_stage", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),
@@ -27,14 +27,14 @@ rule evaluate_stage:
 rule evaluate_base:
     input:
         unpack(judge_input),
-        data="data/{suite}/manifest.json",
-        base="results/{suite}/{backbone}/base/checkpoint",
+        data=paths.suite_manifest(),
+        base=paths.base_checkpoint(),
     output:
-        "results/{suite}/{backbone}/base/eval/scores.json",
+        paths.base_scores(),
     log:
-        "logs/{suite}/{backbone}/base.eval.log",
+        paths.log("{suite}/{backbone}/base", "eval"),
     benchmark:
-        "logs/benchmarks/evaluate_base/{suite}/{backbone}/base.tsv",
+        paths.benchmark("evaluate_base", "{suite}/{backbone}/base"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),
@@ -50,13 +50,13 @@ rule evaluate_base:
 
 rule evaluate_reference:
     input:
-        "data/{suite}/manifest.json",
+        paths.suite_manifest(),
     output:
-        "results/{suite}/reference/scores.json",
+        paths.reference_scores(),
     log:
-        "logs/{suite}/reference.eval.log",
+        paths.log("{suite}/reference", "eval"),
     benchmark:
-        "logs/benchmarks/evaluate_reference/{suite}/reference.tsv",
+        paths.benchmark("evaluate_reference", "{suite}/reference"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("evaluation"),

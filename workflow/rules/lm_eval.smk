@@ -4,14 +4,14 @@
 # need that cache filled, or tasks defined on local files under `lm_eval.include_path`.
 rule lm_eval_stage:
     input:
-        base="results/{suite}/{backbone}/base/checkpoint",
-        checkpoint="results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint",
+        base=paths.base_checkpoint(),
+        checkpoint=paths.stage_checkpoint(),
     output:
-        "results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/lm_eval/scores.json",
+        paths.stage_lm_eval(),
     log:
-        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.lm_eval.log",
+        paths.log(paths.stage_stem(), "lm_eval"),
     benchmark:
-        "logs/benchmarks/lm_eval_stage/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+        paths.benchmark("lm_eval_stage", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("backbones.{backbone}.lm_eval"),
@@ -28,13 +28,13 @@ rule lm_eval_stage:
 
 rule lm_eval_base:
     input:
-        base="results/{suite}/{backbone}/base/checkpoint",
+        base=paths.base_checkpoint(),
     output:
-        "results/{suite}/{backbone}/base/lm_eval/scores.json",
+        paths.base_lm_eval(),
     log:
-        "logs/{suite}/{backbone}/base.lm_eval.log",
+        paths.log("{suite}/{backbone}/base", "lm_eval"),
     benchmark:
-        "logs/benchmarks/lm_eval_base/{suite}/{backbone}/base.tsv",
+        paths.benchmark("lm_eval_base", "{suite}/{backbone}/base"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("backbones.{backbone}.lm_eval"),

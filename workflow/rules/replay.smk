@@ -2,13 +2,13 @@
 # only, no model, so it is cheap and never waits for a checkpoint.
 rule replay:
     input:
-        "data/{suite}/manifest.json",
+        paths.suite_manifest(),
     output:
-        directory("results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/replay"),
+        directory(paths.stage_artifact("replay")),
     log:
-        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.replay.log",
+        paths.log(paths.stage_stem(), "replay"),
     benchmark:
-        "logs/benchmarks/replay/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+        paths.benchmark("replay", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
         config=replay_fingerprint,

@@ -1,15 +1,14 @@
 rule aggregate_run:
     input:
         stage_scores=run_stage_scores,
-        zeroshot="results/{suite}/{backbone}/base/eval/scores.json",
-        lm_eval=run_lm_eval_scores,  # read beside the scores above (mmcl.aggregate.lm_eval_scores)
-        final_checkpoint=run_final_checkpoint,  # likewise (mmcl.aggregate.checkpoint_meta)
+        zeroshot=paths.base_scores(),
+        analyses=run_analysis_inputs,  # read beside the scores above (Analysis.aggregate_inputs)
     output:
-        "results/{suite}/{backbone}/{method}/seed{seed}/runs/{order}.json",
+        paths.run_file(),
     log:
-        "logs/{suite}/{backbone}/{method}/seed{seed}/{order}.aggregate.log",
+        paths.log(f"{paths.run_stem()}/{{order}}", "aggregate"),
     benchmark:
-        "logs/benchmarks/aggregate_run/{suite}/{backbone}/{method}/seed{seed}/{order}.tsv",
+        paths.benchmark("aggregate_run", f"{paths.run_stem()}/{{order}}"),
     params:
         params_file=PARAMS_FILE,
     resources:
@@ -24,25 +23,25 @@ rule aggregate_run:
 
 rule report:
     input:
+        unpack(lambda wildcards: REPORT_INPUTS),  # by analysis: the files each reads (Analysis.report_inputs)
         runs=RUN_FILES,
-        reference=f"results/{SUITE}/reference/scores.json",
-        gradients=GRADIENT_FILES,
+        reference=paths.reference_scores(SUITE),
     output:
         REPORT_FILES,
     log:
-        f"logs/{REPORT_DIR}/report.log",
+        paths.log(f"{REPORT_DIR}/report"),
     benchmark:
-        f"logs/benchmarks/{REPORT_DIR}/report.tsv",
+        paths.benchmark("report", REPORT_DIR),
     params:
         params_file=PARAMS_FILE,
         suite=SUITE,
         preset=f"--preset {PRESET}" if PRESET else "",
         out=lambda wildcards, output: Path(output[0]).parent,
-        gradients=lambda wildcards, input: f" --gradients {' '.join(input.gradients)}" if input.gradients else "",
+        inputs=lambda wildcards, input: "".join(f" --input {a}={path}" for a in REPORT_INPUTS for path in input[a]),
     resources:
         **cluster_resources("default"),
     conda:
         "../envs/mmcl.yaml"
     shell:
         "mmcl report --params {params.params_file} --runs {input.runs} "
-        "--reference {params.suite}={input.reference} --out {params.out} {params.preset}{params.gradients} > {log} 2>&1"
+        "--reference {params.suite}={input.reference} --out {params.out} {params.preset}{params.inputs} > {log} 2>&1"

@@ -2,11 +2,11 @@ rule teach:
     input:
         unpack(model_inputs),
     output:
-        directory("results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/teacher"),
+        directory(paths.stage_artifact("teacher")),
     log:
-        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.teach.log",
+        paths.log(paths.stage_stem(), "teach"),
     benchmark:
-        "logs/benchmarks/teach/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+        paths.benchmark("teach", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
         config=teacher_fingerprint,

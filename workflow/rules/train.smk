@@ -2,11 +2,11 @@ rule train_base:
     input:
         unpack(base_inputs),
     output:
-        directory("results/{suite}/{backbone}/base/checkpoint"),
+        directory(paths.base_checkpoint()),
     log:
-        "logs/{suite}/{backbone}/base.log",
+        paths.log("{suite}/{backbone}/base"),
     benchmark:
-        "logs/benchmarks/train_base/{suite}/{backbone}/base.tsv",
+        paths.benchmark("train_base", "{suite}/{backbone}/base"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}", "backbones.{backbone}", "train.precision"),
@@ -25,14 +25,14 @@ rule train_base:
 # model, once per suite and backbone; every run's first stage starts from it (`start_model`).
 rule align:
     input:
-        data="data/{suite}/manifest.json",
-        base="results/{suite}/{backbone}/base/checkpoint",
+        data=paths.suite_manifest(),
+        base=paths.base_checkpoint(),
     output:
-        directory("results/{suite}/{backbone}/aligned/checkpoint"),
+        directory(paths.aligned_checkpoint()),
     log:
-        "logs/{suite}/{backbone}/aligned.log",
+        paths.log("{suite}/{backbone}/aligned"),
     benchmark:
-        "logs/benchmarks/align/{suite}/{backbone}/aligned.tsv",
+        paths.benchmark("align", "{suite}/{backbone}/aligned"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}.alignment", "train.precision"),
@@ -51,11 +51,11 @@ rule train_stage:
     input:
         unpack(stage_inputs),
     output:
-        directory("results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint"),
+        directory(paths.stage_checkpoint()),
     log:
-        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.train.log",
+        paths.log(paths.stage_stem(), "train"),
     benchmark:
-        "logs/benchmarks/train_stage/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+        paths.benchmark("train_stage", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
         prev=previous_flag,

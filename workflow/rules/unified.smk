@@ -5,13 +5,13 @@
 
 rule train_tokenizer:
     input:
-        "data/{suite}/manifest.json",
+        paths.suite_manifest(),
     output:
-        directory(image_tokenizer_dir("{suite}", "{backbone}")),
+        directory(paths.image_tokenizer_dir()),
     log:
-        "logs/{suite}/{backbone}/image_tokenizer.log",
+        paths.log("{suite}/{backbone}/image_tokenizer"),
     benchmark:
-        "logs/benchmarks/train_tokenizer/{suite}/{backbone}.tsv",
+        paths.benchmark("train_tokenizer", "{suite}/{backbone}/image_tokenizer"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}", "backbones.{backbone}.tokenizer"),
@@ -27,13 +27,13 @@ rule train_tokenizer:
 
 rule train_judge:
     input:
-        "data/{suite}/manifest.json",
+        paths.suite_manifest(),
     output:
-        directory(judge_dir("{suite}")),
+        directory(paths.judge_dir()),
     log:
-        "logs/{suite}/judge.log",
+        paths.log("{suite}/judge"),
     benchmark:
-        "logs/benchmarks/train_judge/{suite}.tsv",
+        paths.benchmark("train_judge", "{suite}/judge"),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}", "judge"),
@@ -48,18 +48,18 @@ rule train_judge:
 
 
 # MoDE's Figure 5 for one checkpoint: per trained tensor, the cosine between its text- and image-loss
-# gradients (read by the report, common.smk: GRADIENT_FILES).
+# gradients (read by the report: the `gradients` analysis's report inputs, common.smk: REPORT_INPUTS).
 rule gradients:
     input:
-        data="data/{suite}/manifest.json",
+        data=paths.suite_manifest(),
         base=start_model,
-        checkpoint="results/{suite}/{backbone}/{method}/seed{seed}/stages/{stage}/checkpoint",
+        checkpoint=paths.stage_checkpoint(),
     output:
-        "results/{suite}/{backbone}/{method}/seed{seed}/gradients/{stage}.json",
+        paths.gradients_file(),
     log:
-        "logs/{suite}/{backbone}/{method}/seed{seed}/{stage}.gradients.log",
+        paths.log(paths.stage_stem(), "gradients"),
     benchmark:
-        "logs/benchmarks/gradients/{suite}/{backbone}/{method}/seed{seed}/{stage}.tsv",
+        paths.benchmark("gradients", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
         config=fingerprint("suites.{suite}.tasks"),

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from mmcl.config import load_params
 from mmcl.data import TASK_FAMILIES
 from mmcl.data.records import read_jsonl, split_path
+from mmcl.engine.batching import Collator, InstructionDataset
+from mmcl.engine.distill import Distiller, fixed_target, teach
+from mmcl.jobs.params import load_params
 from mmcl.models.checkpoint import load_base
-from mmcl.training.batching import Collator, InstructionDataset
-from mmcl.training.distill import Distiller, fixed_target, teach
 
 
 def model_bytes(model: torch.nn.Module) -> int:

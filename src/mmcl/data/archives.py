@@ -13,8 +13,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from mmcl.core.io import atomic_path
 from mmcl.data.records import DataError
-from mmcl.io import atomic_path
 
 
 def extract(archive: Path, kind: str, out: Path, fix: str) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+from mmcl.core.io import sha256_file
 from mmcl.data.records import DataError
-from mmcl.io import sha256_file
 
 RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
 RANGE_NOT_SATISFIABLE = 416  # asked to resume a part that already holds the whole file

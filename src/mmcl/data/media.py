@@ -7,11 +7,16 @@ counts, media that fail here) use the same readers, so a file that converts is a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mmcl.data.records import MEDIA_FIX, DataError
+
+if TYPE_CHECKING:
+    import torch
 
 ANIMATED = (".gif", ".webp")  # clips stored as animated images; any other clip is decoded by FFmpeg (PyAV)
 
@@ -108,3 +113,24 @@ def _decoded_frames(path: Path, count: int) -> list:
         raise ValueError("no video frames")
     # A clip with fewer frames than its header announced: its last frame stands for the missing ones.
     return frames + frames[-1:] * (count - len(frames))
+
+
+@dataclass
+class MediaProcessor:
+    """Turns media files into encoder inputs, with the processors saved beside each encoder."""
+
+    image_processor: object | None
+    feature_extractor: object | None
+    video_frames: int
+
+    def load(self, modality: str, path: Path) -> torch.Tensor:
+        """Encoder input of one media file; a file that cannot be decoded raises DataError naming it."""
+        if modality == "image":
+            return self.image_processor([read_image(path)], return_tensors="pt")["pixel_values"][0]
+        if modality == "video":
+            return self.image_processor(read_frames(path, self.video_frames), return_tensors="pt")["pixel_values"]
+        if modality == "audio":
+            rate = self.feature_extractor.sampling_rate  # real recordings come at 44.1 or 48 kHz: resampled
+            features = self.feature_extractor(read_audio(path, rate), sampling_rate=rate, return_tensors="pt")
+            return next(iter(features.values()))[0]  # input_features (log-mel) or input_values (waveform)
+        raise ValueError(f"no encoder input for modality '{modality}'")

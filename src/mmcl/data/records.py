@@ -21,7 +21,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from mmcl.io import atomic_path
+from mmcl.core.io import atomic_path
 
 
 class DataError(ValueError):
@@ -121,6 +121,11 @@ def _parse(line: str, where: str, truncated: bool, data_dir: Path) -> Sample:
 
 def split_path(data_dir: str | Path, task: str, split: str) -> Path:
     return Path(data_dir) / task / f"{split}.jsonl"
+
+
+def load_split(data_dir: str | Path, tasks, split: str) -> list[Sample]:
+    """The samples of one split of several tasks, task after task."""
+    return [sample for task in tasks for sample in read_jsonl(split_path(data_dir, task, split))]
 
 
 def perception_path(data_dir: str | Path, modality: str) -> Path:

@@ -3,7 +3,7 @@
 Any method may set ``replay_fraction`` (``MethodConfig``). From the second stage on, the stage's
 training set is its own task's samples plus that fraction of the training split of every task
 trained before it (the buffer), so the stage's steps draw from both. The buffer is chosen by its own
-job (``mmcl replay``, which needs no model) and cached as a small sealed file of sample ids,
+job (``mmcl replay``: ``mmcl.jobs.replay``, no model) and cached as a small sealed file of sample ids,
 ``results/<suite>/<backbone>/<method>/seed<seed>/stages/<stage>/replay/replay.json``; it is a function
 of (seed, stage) only, and the training job reads it back (``read_replay``).
 
@@ -16,11 +16,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from mmcl.config import Params
+from mmcl.core.integrity import verify
+from mmcl.core.io import read_json
 from mmcl.data.records import DataError, Sample, read_jsonl, split_path
-from mmcl.integrity import seal
-from mmcl.io import atomic_path, read_json, write_json
-from mmcl.provenance import record
 
 BUFFER = "replay.json"
 
@@ -44,31 +42,8 @@ def choose_replay(data_dir: Path, earlier: list[str], fraction: float, seed: int
     return chosen
 
 
-def build_replay(params: Params, method: str, seed: int, stage_key: str, data_dir: Path, out_dir: Path, log=print):
-    """Write the sealed buffer of one stage of ``method`` to ``out_dir``."""
-    from mmcl.methods import METHODS
-    from mmcl.plan import stage_from_key
-
-    config = params.methods[method]
-    stage = stage_from_key(METHODS.get(config.type).schedule, stage_key)
-    earlier = [task for task in stage.seen if task not in stage.tasks]
-    if not earlier:
-        raise ValueError(f"stage '{stage_key}' has no earlier tasks to replay (the first stage has no buffer)")
-    chosen = choose_replay(Path(data_dir), earlier, config.replay_fraction, seed, stage_key)
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        write_json(tmp / BUFFER, {"stage": stage_key, "seed": seed, "fraction": config.replay_fraction, "ids": chosen})
-        seal(tmp)
-    sizes = ", ".join(f"{task} {len(ids)}" for task, ids in chosen.items())
-    log(f"replay buffer of stage {stage_key} written to {out_dir}: {sizes}")
-    job = {"command": "replay", "method": method, "seed": seed, "stage": stage_key, "data": str(data_dir)}
-    record(Path(out_dir) / "provenance.json", params, job)
-
-
 def read_replay(directory: Path, data_dir: Path) -> list[Sample]:
-    """The samples of a buffer written by ``build_replay`` (its seal verified first)."""
-    from mmcl.models.checkpoint import verify
-
+    """The samples of a buffer written by ``mmcl replay`` (its seal verified first)."""
     directory = Path(directory)
     verify(directory)
     samples = []

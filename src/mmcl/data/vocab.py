@@ -25,7 +25,7 @@ def build_word_tokenizer(vocab_file: Path, out_dir: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from mmcl.io import atomic_path
+    from mmcl.core.io import atomic_path
 
     words = [w for w in Path(vocab_file).read_text().split("\n") if w]
     specials = ["<pad>", "<unk>", "<bos>", "<eos>", *EXTRA_SPECIAL_TOKENS]

@@ -1,5 +1,5 @@
 """Continual-learning methods: one module each, registered by name (see ``base.CLMethod``)."""
 
-from mmcl.registry import Registry
+from mmcl.core.registry import Registry
 
 METHODS = Registry("method", __name__, shared=("base", "experts"))

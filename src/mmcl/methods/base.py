@@ -3,6 +3,7 @@
 The training job calls them in this order for every stage::
 
     method = Method(config)
+    method.model_problem(model)          # None, or why it cannot train this backbone's model (refused)
     method.prepare_model(model)          # change the architecture (adapters) before weights are loaded
     <previous stage's checkpoint and method.load_state_dict(...) are loaded>
     method.before_stage(model, context)  # e.g. read cached teachers' outputs
@@ -30,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from mmcl.config import MethodConfig, SuiteConfig, to_plain
+from mmcl.config.fingerprint import to_plain
+from mmcl.config.schema import MethodConfig, SuiteConfig
 
 if TYPE_CHECKING:
+    from mmcl.core.plan import Stage
+    from mmcl.engine.batching import Collator, InstructionDataset
     from mmcl.models.mllm import MultimodalLM
-    from mmcl.plan import Stage
-    from mmcl.training.batching import Collator, InstructionDataset
 
 
 @dataclass
@@ -53,7 +55,7 @@ class StageContext:
 class CLMethod:
     name: ClassVar[str]
     config_class: ClassVar[type] = MethodConfig
-    schedule: ClassVar[str] = "sequential"  # sequential | joint | none (see mmcl.plan)
+    schedule: ClassVar[str] = "sequential"  # sequential | joint | none (see mmcl.core.plan)
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -70,6 +72,10 @@ class CLMethod:
 
     def suite_problem(self, suite: SuiteConfig) -> str | None:
         """Why its stages cannot run on ``suite`` (None: they can), checked at load for every grid listing it."""
+        return None
+
+    def model_problem(self, model: MultimodalLM) -> str | None:
+        """Why its stages cannot train ``model`` (None: they can), asked before ``prepare_model`` changes it."""
         return None
 
     def stage_settings(self, stage: Stage) -> dict:

@@ -11,9 +11,9 @@ image encoder. A text-only task has no projector, so a stage with one is refused
 
 from __future__ import annotations
 
+from mmcl.core.registry import ConfigError
 from mmcl.methods import METHODS
 from mmcl.methods.base import CLMethod, parameters_under
-from mmcl.registry import ConfigError
 
 
 @METHODS.register("eproj")

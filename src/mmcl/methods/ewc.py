@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmcl.config.ranges import positive
 from mmcl.methods import METHODS
 from mmcl.methods.on_base import OnBase, OnBaseConfig
-from mmcl.registry import ConfigError
 
 
 @dataclass
@@ -35,13 +35,8 @@ class EWCConfig(OnBaseConfig):
     ewc_lambda: float = 5000.0
     online: bool = False
     gamma: float = 0.9  # online EWC: decay of the older stages' Fisher
-    fisher_samples: int = 256  # training samples of the stage that the Fisher is estimated on
-    fisher_batch_size: int = 8  # 1: the per-sample empirical Fisher; larger is faster and smaller in scale
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.fisher_samples < 1 or self.fisher_batch_size < 1:
-            raise ConfigError("fisher_samples and fisher_batch_size must be > 0")
+    fisher_samples: int = positive(256)  # training samples of the stage that the Fisher is estimated on
+    fisher_batch_size: int = positive(8)  # 1: the per-sample empirical Fisher; larger is faster and smaller in scale
 
 
 @METHODS.register("ewc", EWCConfig)

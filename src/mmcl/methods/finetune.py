@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmcl.config import MethodConfig
+from mmcl.config.schema import MethodConfig
 from mmcl.methods import METHODS
 from mmcl.methods.base import CLMethod, backbone_parts
 

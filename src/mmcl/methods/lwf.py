@@ -38,13 +38,13 @@ class LwF(LoRA):
         return {"pool": self.config.pool, "top_k": self.config.top_k}
 
     def teach(self, model, context, out_dir):
-        from mmcl.training.distill import fixed_target, teach
+        from mmcl.engine.distill import fixed_target, teach
 
         pool = [fixed_target(s, s.answers[0]) for s in context.dataset.samples[: self.config.pool]]
         teach(model, pool, context.dataset, context.collator, self.config.top_k).save(out_dir, "current")
 
     def before_stage(self, model, context):
-        from mmcl.training.distill import Distiller, DistillSet
+        from mmcl.engine.distill import Distiller, DistillSet
 
         self.distiller = None
         if "teacher" in context.artifacts:

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mmcl.data.families import generation_tasks
+from mmcl.data.families.generation import draw_caption
+from mmcl.data.generators.from_datasets import dataset_split
+from mmcl.data.records import load_split
 from mmcl.methods import METHODS
 from mmcl.methods.moelora import MoELoRA, MoELoRAConfig
 
@@ -47,12 +51,17 @@ class MoDEConfig(MoELoRAConfig):
 class MoDE(MoELoRA):
     config: MoDEConfig
 
-    def image_vocabulary(self, model):
+    def model_problem(self, model):
         if not isinstance(getattr(model, "image_token_range", None), range):
-            raise ValueError(
+            return (
                 f"mode routes each token by its id, but this backbone ({type(model).__name__}) has no "
                 "image_token_range: use a unified backbone, whose images are tokens of the LLM's vocabulary"
             )
+        return None
+
+    def image_vocabulary(self, model):
+        if problem := self.model_problem(model):
+            raise ValueError(problem)
         return model.image_token_range
 
     def datasets(self) -> dict[str, tuple[str, str]]:
@@ -67,7 +76,7 @@ class MoDE(MoELoRA):
 
     def suite_problem(self, suite):
         kd = self.config.kd
-        if kd.weight and not kd.dataset and not suite.generation_tasks:
+        if kd.weight and not kd.dataset and not generation_tasks(suite):
             return (
                 "the distillation runs on the suite's image-generation tasks (family `generation`) and it has none; "
                 "name a captioning dataset (image-text pairs) in `kd.dataset`, or set `kd.weight: 0`"
@@ -75,10 +84,7 @@ class MoDE(MoELoRA):
         return None
 
     def before_stage(self, model, context):
-        from mmcl.data.families.generation import draw_caption
-        from mmcl.data.generators.from_datasets import dataset_split
-        from mmcl.data.records import read_jsonl, split_path
-        from mmcl.training.distill import SequencePool
+        from mmcl.engine.distill import SequencePool
 
         self.pool = None
         if not self.config.kd.weight:
@@ -89,8 +95,7 @@ class MoDE(MoELoRA):
         if self.config.kd.dataset:
             samples = [draw_caption(s) for s in dataset_split(data_dir.parent, self.config.kd.dataset, "train")]
         else:
-            tasks = context.suite.generation_tasks
-            samples = [s for task in tasks for s in read_jsonl(split_path(data_dir, task, "train"))]
+            samples = load_split(data_dir, generation_tasks(context.suite), "train")
         self.pool = SequencePool(samples, context.dataset, context.collator, f"{context.collator.seed}/kd")
         self.vocabulary = self.image_vocabulary(model)
 
@@ -122,7 +127,7 @@ def image_kd(student, teacher, attention_mask, image_ids: range, top_k: int, tem
     tokens get no probability) and renormalised on the teacher's top-K image tokens at each position.
     Padding is left out (the official code, at batch size 1, has none and averages over every position).
     """
-    from mmcl.training.distill import topk_kl
+    from mmcl.engine.distill import topk_kl
 
     attended = attention_mask.bool()
     image = slice(image_ids.start, image_ids.stop)

@@ -14,7 +14,7 @@ second stage on it adds two terms, each switchable for ablation (``ptgm.enabled`
   toward the previous model (KL at ``temperature``).
 
 Everything from the previous model is computed once by the stage's ``teach`` job and cached
-(``mmcl.training.distill``); ``fusion_alpha`` optionally interpolates toward the previous weights
+(``mmcl.engine.distill``); ``fusion_alpha`` optionally interpolates toward the previous weights
 after each stage, as the released code does (off by default: the paper does not describe it).
 """
 
@@ -23,9 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmcl.config.ranges import positive
+from mmcl.data import GENERATORS
+from mmcl.data.instructions import read_natural_instructions
+from mmcl.data.records import Sample, load_split, read_jsonl, split_path
 from mmcl.methods import METHODS
 from mmcl.methods.base import parameters_under
 from mmcl.methods.lora import LoRA, LoraConfig
+from mmcl.methods.weight_fusion import fuse, snapshot
 
 
 @dataclass
@@ -34,7 +39,7 @@ class PTGMConfig:
     per_batch: int = 4  # k pseudo samples per step
     weight: float = 0.5  # lambda_kl of the KL on pseudo samples
     temperature: float = 5.0
-    max_new_tokens: int = 24  # pseudo captions by the previous model (greedy)
+    max_new_tokens: int = positive(24)  # pseudo captions by the previous model (greedy)
 
 
 @dataclass
@@ -82,7 +87,7 @@ class MoInCL(LoRA):
     # --- the teach job: the previous model's pseudo targets and top-K logits ---
 
     def teach(self, model, context, out_dir):
-        from mmcl.training.distill import teach
+        from mmcl.engine.distill import teach
 
         k = self.config.top_k
         model.eval()
@@ -93,9 +98,7 @@ class MoInCL(LoRA):
 
     def pseudo_samples(self, model, context):
         """Samples of the old task type on the current inputs, or [] when PTGM does not apply."""
-        from mmcl.data import GENERATORS
-        from mmcl.data.records import Sample, read_jsonl, split_path
-        from mmcl.evaluation import generate
+        from mmcl.engine.inference import generate
 
         old = old_task_type(context)
         if old is None:
@@ -119,9 +122,7 @@ class MoInCL(LoRA):
         ]
 
     def instructions(self, context):
-        from mmcl.data.instructions import read_natural_instructions
-        from mmcl.data.records import read_jsonl, split_path
-        from mmcl.training.distill import fixed_target
+        from mmcl.engine.distill import fixed_target
 
         if self.config.ikd.instructions:
             return read_natural_instructions(Path(self.config.ikd.instructions), self.config.pool)
@@ -131,13 +132,13 @@ class MoInCL(LoRA):
                 "task file); set one of them, or `ikd.enabled: false`"
             )
         data_dir = context.dataset.data_dir
-        samples = [s for task in context.suite.text_tasks for s in read_jsonl(split_path(data_dir, task, "train"))]
+        samples = load_split(data_dir, context.suite.text_tasks, "train")
         return [fixed_target(s, s.answers[0]) for s in samples[: self.config.pool]]
 
     # --- training ---
 
     def before_stage(self, model, context):
-        from mmcl.training.distill import Distiller, DistillSet
+        from mmcl.engine.distill import Distiller, DistillSet
 
         self.modality = context.dataset.samples[0].modality
         self.distillers = {}
@@ -148,8 +149,6 @@ class MoInCL(LoRA):
                 seed = f"{context.collator.seed}/{name}"
                 self.distillers[name] = Distiller(cached, context.dataset, context.collator, seed)
         if self.config.fusion_alpha is not None:
-            from mmcl.methods.weight_fusion import snapshot
-
             self.previous = snapshot(model, self.fused(model))
 
     def loss(self, model, batch, outputs, step):
@@ -172,8 +171,6 @@ class MoInCL(LoRA):
 
     def after_stage(self, model, context):
         if self.config.fusion_alpha is not None:
-            from mmcl.methods.weight_fusion import fuse
-
             fuse(model, self.previous, self.config.fusion_alpha)
 
     def fused(self, model):

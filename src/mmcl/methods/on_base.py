@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmcl.core.registry import ConfigError, closest
 from mmcl.methods.base import CLMethod
 from mmcl.methods.finetune import Finetune, FinetuneConfig
 from mmcl.methods.lora import LoRA, LoraConfig
-from mmcl.registry import ConfigError, closest
 
 BASES = {"lora": LoRA, "finetune": Finetune}
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmcl.config.ranges import FRACTION, ranged
 from mmcl.methods import METHODS
 from mmcl.methods.finetune import Finetune, FinetuneConfig
 
 
 @dataclass
 class RehearsalConfig(FinetuneConfig):
-    replay_fraction: float = 0.01  # 1% of each earlier task, as in the study's "Rehearsal (1%)"
+    replay_fraction: float = ranged(0.01, FRACTION)  # 1% of each earlier task, as in the study's "Rehearsal (1%)"
 
 
 @METHODS.register("rehearsal", RehearsalConfig)

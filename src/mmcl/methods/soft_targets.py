@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmcl.config.ranges import PROPER_FRACTION, ranged
 from mmcl.methods import METHODS
 from mmcl.methods.base import parameters_under
 from mmcl.methods.on_base import OnBase, OnBaseConfig
@@ -28,7 +29,9 @@ from mmcl.methods.on_base import OnBase, OnBaseConfig
 @dataclass
 class SoftTargetsConfig(OnBaseConfig):
     base: str = "finetune"  # the study's Soft Targets smooth the LLaVA recipe; mSGM uses lora
-    soft_alpha: float = 0.01  # α: target mass spread over the non-gold tokens (`alpha` is LoRA's scaling)
+    soft_alpha: float = ranged(
+        0.01, PROPER_FRACTION
+    )  # α: target mass spread over the non-gold tokens (`alpha` is LoRA's scaling)
     freeze_last_block: bool = False  # OLF: leave the LLM's last transformer block untrained
 
 
@@ -55,7 +58,7 @@ def soft_target_loss(logits, labels, alpha: float):
     """
     import torch.nn.functional as F
 
-    from mmcl.training.batching import IGNORE
+    from mmcl.engine.batching import IGNORE
 
     targets = labels[:, 1:]
     supervised = targets != IGNORE

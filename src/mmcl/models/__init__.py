@@ -1,7 +1,2 @@
-"""Backbone families (one module each) and the multimodal LLM they assemble (``mllm``)."""
-
-from mmcl.registry import Registry
-
-BACKBONES = Registry(
-    "backbone family", __name__, shared=("mllm", "checkpoint", "family", "unified_lm", "vq", "judge", "image_models")
-)
+"""Model architectures (the LLaVA-style ``mllm``, the image-token ``unified_lm`` and its VQ-VAE, the image
+judge), the checkpoint format, and the backbone families that assemble them (``backbones/``)."""

@@ -11,15 +11,12 @@ accuracy on real images says how far that score can be trusted.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from mmcl.data.records import DataError
-from mmcl.models.image_models import Fit, as_float, fit, load_artifact, save_artifact, seeded
+from mmcl.models.image_artifacts import as_float, load_artifact
 
 FIELDS = ("colour", "shape", "position")
 
@@ -69,33 +66,6 @@ class Judge(nn.Module):
 
 def build(settings: dict) -> Judge:
     return Judge(settings["classes"], settings["image_size"], settings["hidden"])
-
-
-def train_judge(
-    images, attributes: list[str], test_images, test_attributes: list[str], config, out_dir: Path, log=print
-):
-    """Train the judge with ``config`` (``mmcl.config.JudgeConfig``) on uint8 ``images`` and their attribute
-    strings, measure it on the test images and save it to ``out_dir``; returns its accuracy."""
-    values = [fields_of(a) for a in attributes]
-    classes = {field: sorted({v[i] for v in values}) for i, field in enumerate(FIELDS)}
-    if unknown := sorted(
-        {a for a in test_attributes if any(v not in classes[f] for f, v in zip(FIELDS, fields_of(a), strict=True))}
-    ):
-        raise DataError(f"test attributes never seen in training, e.g. {unknown[0]!r}; the judge cannot read them")
-    settings = {**asdict(config), "classes": classes, "image_size": images.shape[-1]}
-    judge = seeded(build, settings)
-    pixels, targets = as_float(images), judge.targets(attributes)
-
-    def loss_of(rows):
-        logits = judge(pixels[rows])
-        return sum(F.cross_entropy(logits[field], targets[field][rows]) for field in FIELDS)
-
-    log(f"judge: {len(images)} images, classes {', '.join(f'{f} {len(c)}' for f, c in classes.items())}")
-    stats = fit(judge, len(images), loss_of, Fit(config.steps, config.batch_size, config.lr, config.seed), log)
-    stats |= accuracy(judge, test_images, test_attributes)
-    log(f"judge: {stats}")
-    save_artifact(out_dir, judge, {**settings, "stats": stats})
-    return stats
 
 
 @torch.no_grad()

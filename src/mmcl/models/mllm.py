@@ -9,10 +9,17 @@ through the image encoder and are concatenated (or averaged) over time.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mmcl.data.media import MediaProcessor
 from mmcl.data.vocab import MEDIA_TOKENS
+
+PROJECTORS = "projectors.safetensors"
 
 
 def encoder_width(config) -> int:
@@ -48,11 +55,21 @@ class AudioEncoder(nn.Module):
         return self.tower(features).last_hidden_state
 
 
+def greedy(llm, tokenizer, max_new_tokens: int, **inputs) -> torch.Tensor:
+    """``llm.generate`` with greedy decoding, padding with the tokenizer's pad token; ``inputs``: the
+    prompt (``input_ids`` or ``inputs_embeds``), ``attention_mask`` and any other argument of ``generate``."""
+    return llm.generate(
+        max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id, **inputs
+    )
+
+
 def projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
 
 
 class MultimodalLM(nn.Module):
+    architecture = "multimodal"  # its name in a base directory's manifest (``mmcl.models.checkpoint``)
+
     def __init__(
         self,
         llm: nn.Module,
@@ -132,15 +149,78 @@ class MultimodalLM(nn.Module):
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
     @torch.no_grad()
+    def count_media_tokens(self, processor: MediaProcessor) -> None:
+        """How many LLM positions each modality occupies, found by encoding one blank input."""
+        from PIL import Image
+
+        dtype = next(self.projectors.parameters()).dtype
+        blank = {}
+        if processor.image_processor is not None:
+            size = getattr(self.encoders["image"].tower.config, "image_size", 224)
+            image = processor.image_processor([Image.new("RGB", (size, size))], return_tensors="pt")["pixel_values"]
+            blank["image"] = image
+            blank["video"] = image.unsqueeze(1).repeat(1, processor.video_frames, 1, 1, 1)
+        if processor.feature_extractor is not None:
+            fe = processor.feature_extractor
+            wave = np.zeros(int(fe.sampling_rate * getattr(fe, "chunk_length", 1)), dtype=np.float32)
+            blank["audio"] = next(iter(fe(wave, sampling_rate=fe.sampling_rate, return_tensors="pt").values()))
+        for modality, inputs in blank.items():
+            self.num_media_tokens[modality] = self.encode(modality, inputs.to(dtype)).shape[1]
+
+    # --- its parts of a base directory, beside the LLM and tokenizer (``mmcl.models.checkpoint``) ---
+
+    def save_parts(self, directory: Path, processor: MediaProcessor) -> dict:
+        """Write each encoder with its processor (``image_encoder/``, ``audio_encoder/``) and the projectors;
+        returns the manifest entries that loading them needs."""
+        if "image" in self.encoders:
+            self.encoders["image"].model.save_pretrained(directory / "image_encoder")
+            processor.image_processor.save_pretrained(directory / "image_encoder")
+        if "audio" in self.encoders:
+            self.encoders["audio"].model.save_pretrained(directory / "audio_encoder")
+            processor.feature_extractor.save_pretrained(directory / "audio_encoder")
+        save_file({k: v.contiguous() for k, v in self.projectors.state_dict().items()}, directory / PROJECTORS)
+        return {}
+
+    @classmethod
+    def load(cls, directory: Path, manifest: dict, tokenizer, dtype=None) -> tuple[MultimodalLM, MediaProcessor]:
+        """The model of a base directory (its ``llm/`` and what ``save_parts`` wrote), with its media processor."""
+        from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoModelForCausalLM
+
+        kwargs = {"dtype": dtype} if dtype is not None else {}
+        llm = AutoModelForCausalLM.from_pretrained(directory / "llm", **kwargs)
+        image_encoder = audio_encoder = image_processor = feature_extractor = None
+        if (directory / "image_encoder").exists():
+            image_encoder = ImageEncoder(AutoModel.from_pretrained(directory / "image_encoder", **kwargs))
+            image_processor = AutoImageProcessor.from_pretrained(directory / "image_encoder")
+        if (directory / "audio_encoder").exists():
+            audio_encoder = AudioEncoder(AutoModel.from_pretrained(directory / "audio_encoder", **kwargs))
+            feature_extractor = AutoFeatureExtractor.from_pretrained(directory / "audio_encoder")
+        model = cls(
+            llm,
+            tokenizer,
+            image_encoder,
+            audio_encoder,
+            projector_hidden=manifest.get("projector_hidden"),
+            video_temporal=manifest["video"]["temporal"],
+            freeze_encoders=manifest.get("freeze_encoders", True),
+        )
+        model.projectors.load_state_dict(load_file(directory / PROJECTORS))
+        if dtype is not None:
+            model.projectors.to(dtype)
+        processor = MediaProcessor(image_processor, feature_extractor, manifest["video"]["frames"])
+        model.count_media_tokens(processor)
+        return model, processor
+
+    @torch.no_grad()
     def generate(self, input_ids, attention_mask, media=None, max_new_tokens: int = 24) -> torch.Tensor:
         """Greedy decoding; returns only the new tokens (inputs must be left-padded)."""
         embeds = self.embed(input_ids, media or {})
-        return self.llm.generate(
+        eos = self.tokenizer.eos_token_id
+        return greedy(
+            self.llm,
+            self.tokenizer,
+            max_new_tokens,
             inputs_embeds=embeds,
             attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=eos,
         )

@@ -1,4 +1,4 @@
-"""The model of the ``unified`` backbone family (``mmcl.models.unified``) and its image processor.
+"""The model of the ``unified`` backbone family (``mmcl.models.backbones.unified``) and its image processor.
 
 ``UnifiedLM`` wraps a causal LM whose vocabulary holds an image tokenizer's codes and the image start and
 end markers as one contiguous block, ``image_token_range``. It has the interface of ``MultimodalLM``
@@ -22,7 +22,7 @@ from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from mmcl.data.media import read_image
-from mmcl.data.vocab import EXTRA_SPECIAL_TOKENS
+from mmcl.models.mllm import greedy
 
 IMAGE_START, IMAGE_END = "<img>", "</img>"
 # Chameleon's image markers, as its processor names them (ChameleonProcessor.image_start/end_token)
@@ -48,6 +48,8 @@ class OnlyTokens(LogitsProcessor):
 
 
 class UnifiedLM(nn.Module):
+    architecture = "unified"  # its name in a base directory's manifest (``mmcl.models.checkpoint``)
+
     def __init__(self, llm, tokenizer, code_ids: list[int], start_id: int, end_id: int, tokens_per_image: int):
         super().__init__()
         self.llm = llm
@@ -76,15 +78,9 @@ class UnifiedLM(nn.Module):
         return self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
 
     def _greedy(self, input_ids, attention_mask, max_new_tokens: int, only: OnlyTokens, **kwargs) -> torch.Tensor:
-        out = self.llm.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=self.tokenizer.pad_token_id,
-            logits_processor=LogitsProcessorList([only]),
-            **kwargs,
+        prompt = {"input_ids": input_ids, "attention_mask": attention_mask}
+        out = greedy(
+            self.llm, self.tokenizer, max_new_tokens, **prompt, logits_processor=LogitsProcessorList([only]), **kwargs
         )
         return out[:, input_ids.shape[1] :]
 
@@ -110,6 +106,31 @@ class UnifiedLM(nn.Module):
         new = self._greedy(input_ids, attention_mask, self.tokens_per_image, OnlyTokens(self.code_ids))
         return self.code_of[new]
 
+    # --- its parts of a base directory, beside the LLM and tokenizer (``mmcl.models.checkpoint``) ---
+
+    def save_parts(self, directory: Path, processor: ImageTokenProcessor) -> dict:
+        """Write the image tokenizer (``image_tokenizer/``); returns the manifest entry that names its kind."""
+        processor.images.save(Path(directory) / "image_tokenizer")
+        return {"unified": {"images": processor.images.kind}}
+
+    @classmethod
+    def load(cls, directory: Path, manifest: dict, tokenizer, dtype=None) -> tuple[UnifiedLM, ImageTokenProcessor]:
+        """The model of a base directory (its ``llm/`` and what ``save_parts`` wrote), with its processor."""
+        from transformers import AutoImageProcessor, AutoModelForCausalLM
+
+        from mmcl.models.vq import load_tokenizer
+
+        kwargs = {"dtype": dtype} if dtype is not None else {}
+        llm_dir, kind = Path(directory) / "llm", manifest["unified"]["images"]
+        if kind == "vq":
+            vq, settings = load_tokenizer(Path(directory) / "image_tokenizer")
+            return embedded_model(AutoModelForCausalLM.from_pretrained(llm_dir, **kwargs), tokenizer, vq, settings)
+        if kind == "chameleon":
+            llm = pretrained_class(llm_dir).from_pretrained(llm_dir, **kwargs)
+            image_processor = AutoImageProcessor.from_pretrained(Path(directory) / "image_tokenizer")
+            return chameleon_model(llm, tokenizer, image_processor)
+        raise ValueError(f"{directory}: unknown image tokenizer {json.dumps(kind)} in its manifest")
+
 
 class EmbeddedImages:
     """The embedded VQ-VAE as an image tokenizer (pixels in [0, 1])."""
@@ -131,7 +152,7 @@ class EmbeddedImages:
         return self.vq.decode(codes)
 
     def save(self, directory: Path) -> None:
-        from mmcl.models.image_models import save_artifact
+        from mmcl.models.image_artifacts import save_artifact
 
         save_artifact(directory, self.vq, self.settings)
 
@@ -188,13 +209,15 @@ class ImageTokenProcessor:
         return self.images.decode(codes)
 
 
-def _embedded(llm, tokenizer, vq, settings: dict) -> tuple[UnifiedLM, ImageTokenProcessor]:
+def embedded_model(llm, tokenizer, vq, settings: dict) -> tuple[UnifiedLM, ImageTokenProcessor]:
+    """The embedded model: ``llm`` over a vocabulary holding the VQ-VAE's codes (``image_vocabulary``)."""
     ids = tokenizer.convert_tokens_to_ids(image_vocabulary(settings["codebook_size"]))
     model = UnifiedLM(llm, tokenizer, ids[1:-1], ids[0], ids[-1], vq.tokens_per_image(settings["image_size"]))
     return model, ImageTokenProcessor(EmbeddedImages(vq, settings), model)
 
 
-def _chameleon(llm, tokenizer, image_processor) -> tuple[UnifiedLM, ImageTokenProcessor]:
+def chameleon_model(llm, tokenizer, image_processor) -> tuple[UnifiedLM, ImageTokenProcessor]:
+    """A Chameleon/Anole checkpoint's LLM with its own VQ-GAN encoder as the image tokenizer."""
     images = ChameleonImages(llm, image_processor)
     mapping = llm.model.vocabulary_mapping
     codes = [mapping.img2bpe[code] for code in range(llm.config.vq_config.num_embeddings)]
@@ -210,20 +233,6 @@ def _chameleon(llm, tokenizer, image_processor) -> tuple[UnifiedLM, ImageTokenPr
     return model, ImageTokenProcessor(images, model)
 
 
-def assemble_embedded(config, data_dir: Path, tokenizer_dir: Path) -> tuple[UnifiedLM, ImageTokenProcessor]:
-    """The tiny LLM over the suite's words plus the trained VQ-VAE's codes (``config``: ``UnifiedConfig``)."""
-    from transformers import AutoTokenizer
-
-    from mmcl.models.tiny import tiny_llm
-    from mmcl.models.vq import load_tokenizer
-
-    torch.manual_seed(config.init_seed)
-    tokenizer = AutoTokenizer.from_pretrained(Path(data_dir) / "tokenizer")
-    vq, settings = load_tokenizer(tokenizer_dir)
-    tokenizer.add_tokens(image_vocabulary(settings["codebook_size"]), special_tokens=True)
-    return _embedded(tiny_llm(config.llm, tokenizer), tokenizer, vq, settings)
-
-
 def pretrained_class(path: str | Path):
     """The transformers class of a unified checkpoint (by its config's architectures)."""
     import transformers
@@ -233,43 +242,3 @@ def pretrained_class(path: str | Path):
         found = ", ".join(architectures) or "model"
         raise ValueError(f"{path}: a {found} checkpoint; unified backbones load {', '.join(PRETRAINED)}")
     return getattr(transformers, architectures[0])
-
-
-def assemble_pretrained(path: str) -> tuple[UnifiedLM, ImageTokenProcessor]:
-    """A Chameleon/Anole checkpoint with its tokenizer (plus the prompt's special tokens) and image processor."""
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.add_special_tokens({"additional_special_tokens": EXTRA_SPECIAL_TOKENS})
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    llm = pretrained_class(path).from_pretrained(path)
-    llm.resize_token_embeddings(len(tokenizer))
-    return _chameleon(llm, tokenizer, AutoImageProcessor.from_pretrained(path))
-
-
-def save_parts(directory: Path, processor: ImageTokenProcessor) -> dict:
-    """Write the image tokenizer beside the LLM in a base directory; returns its manifest entry."""
-    processor.images.save(Path(directory) / "image_tokenizer")
-    return {"images": processor.images.kind}
-
-
-def load_unified(base_dir: Path, manifest: dict, **kwargs) -> tuple[UnifiedLM, ImageTokenProcessor]:
-    """A unified base directory (``mmcl.models.checkpoint``): ``llm/``, ``tokenizer/``, ``image_tokenizer/``."""
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    from mmcl.models.vq import load_tokenizer
-
-    base_dir = Path(base_dir)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir / "tokenizer")
-    llm_dir = base_dir / "llm"
-    kind = manifest["unified"]["images"]
-    if kind == "vq":
-        from transformers import AutoModelForCausalLM
-
-        vq, settings = load_tokenizer(base_dir / "image_tokenizer")
-        return _embedded(AutoModelForCausalLM.from_pretrained(llm_dir, **kwargs), tokenizer, vq, settings)
-    if kind == "chameleon":
-        llm = pretrained_class(llm_dir).from_pretrained(llm_dir, **kwargs)
-        return _chameleon(llm, tokenizer, AutoImageProcessor.from_pretrained(base_dir / "image_tokenizer"))
-    raise ValueError(f"{base_dir}: unknown image tokenizer {json.dumps(kind)} in its manifest")

@@ -5,19 +5,19 @@ conv encoder (``downsample`` stride-2 steps: 32 px -> 8x8 codes at 2) -> nearest
 code vectors -> conv decoder. The codebook is learnt by exponential moving averages of the vectors
 assigned to each code (van den Oord et al. 2017, appendix), with a commitment loss on the encoder;
 a code no vector has picked for a while is moved onto a random encoder output, so that the whole
-codebook stays in use. ``mmcl train-tokenizer`` trains it once on the suite's training images.
+codebook stays in use. ``mmcl train-tokenizer`` trains it once on the suite's training images
+(``mmcl.jobs.image_artifacts``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmcl.models.image_models import Fit, as_float, fit, load_artifact, save_artifact, seeded
+from mmcl.models.image_artifacts import as_float, load_artifact
 
 DEAD_BELOW = 0.03  # a code whose moving-average use falls below this many vectors per batch is restarted
 
@@ -116,25 +116,6 @@ def build(settings: dict) -> VQVAE:
     return VQVAE(
         settings["codebook_size"], settings["code_dim"], settings["hidden"], settings["downsample"], settings["decay"]
     )
-
-
-def train_tokenizer(images: torch.Tensor, held_out: torch.Tensor, config, out_dir: Path, log=print) -> dict:
-    """Train a VQ-VAE with ``config`` (``mmcl.models.unified.ImageTokenizerConfig``) on uint8 ``images``,
-    measure it on ``held_out`` and save it to ``out_dir``; returns its stats."""
-    settings = asdict(config)
-    model = seeded(build, settings)
-    pixels = as_float(images)
-
-    def loss_of(rows):
-        return model.loss(pixels[rows], config.commitment)
-
-    tokens = model.tokens_per_image(images.shape[-1])
-    log(f"image tokenizer: {len(images)} images, {config.codebook_size} codes, {tokens} per image")
-    stats = fit(model, len(images), loss_of, Fit(config.steps, config.batch_size, config.lr, config.seed), log)
-    stats |= measure(model, held_out)
-    log(f"image tokenizer: {stats}")
-    save_artifact(out_dir, model, {**settings, "image_size": images.shape[-1], "stats": stats})
-    return stats
 
 
 @torch.no_grad()

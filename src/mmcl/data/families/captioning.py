@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from mmcl.data import TASK_FAMILIES
-from mmcl.data.families import Corpus, TaskFamily
+from mmcl.data.families import Corpus, Summary, TaskFamily
 from mmcl.data.records import Sample
 
 
@@ -13,6 +13,7 @@ from mmcl.data.records import Sample
 class Captioning(TaskFamily):
     metrics = ("cider", "bleu4", "rouge_l")
     primary = "cider"
+    summary = Summary("cider", "cider")
 
     def target(self, sample: Sample, rng: random.Random) -> str:
         # A different reference each time the sample is drawn: the model sees the paraphrases.

@@ -1,7 +1,7 @@
 """Text-to-image generation: the instruction asks for an image, ``media`` holds a real rendering of it
 and ``answers[0]`` its attribute string ("red circle top left").
 
-A unified backbone (``mmcl.models.unified``) learns to write the image's tokens after the prompt.
+A unified backbone (``mmcl.models.backbones.unified``) learns to write the image's tokens after the prompt.
 Evaluation makes it generate exactly one image's worth of image tokens, decodes them to pixels and
 lets the suite's judge (``mmcl.models.judge``) read them back: ``gen_score`` is the percentage of
 generated images whose colour, shape and position all match the answer string.
@@ -12,16 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mmcl.data import TASK_FAMILIES
-from mmcl.data.families import Corpus, TaskFamily
+from mmcl.data.families import DRAW_CAPTIONS_TASK, READ_BACK_TASK, Corpus, TaskFamily
 from mmcl.data.families.multiple_choice import is_gold
 from mmcl.data.records import Sample
-
-# Stage-0 samples that show a generation sample's image with no instruction and supervise its answer,
-# so that a model learning to draw also learns to read what it draws (``mmcl.models.unified``).
-READ_BACK_TASK = "read_back"
-# Captioned images read the other way round, caption in, image out: image-generation sequences drawn from
-# a captioning dataset (MoDE's distillation on real image-text pairs, ``mmcl.methods.mode``).
-DRAW_CAPTIONS_TASK = "draw_captions"
 
 
 def read_back(sample: Sample) -> Sample:

@@ -2,7 +2,7 @@
 
 Each sample carries its ``options``; ``answers[0]`` is the gold one and the training target.
 Evaluation predicts the option whose tokens have the highest summed log-likelihood after the prompt
-(``mmcl.evaluation.choose``); accuracy is the share of samples where that is the gold option.
+(``mmcl.jobs.evaluate.choose``); accuracy is the share of samples where that is the gold option.
 """
 
 from __future__ import annotations

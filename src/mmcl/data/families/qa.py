@@ -9,13 +9,14 @@ All report ``accuracy`` in percent, so a table averages them over the QA tasks a
 from __future__ import annotations
 
 from mmcl.data import TASK_FAMILIES
-from mmcl.data.families import Corpus, TaskFamily
+from mmcl.data.families import Corpus, Summary, TaskFamily
 
 
 @TASK_FAMILIES.register("qa")
 class QuestionAnswering(TaskFamily):
     metrics = ("accuracy",)
     primary = "accuracy"
+    summary = Summary("acc", "accuracy")
     scorers = ("exact", "vqa", "box")
 
     def score(self, corpora: dict[str, Corpus]) -> dict[str, dict[str, float]]:

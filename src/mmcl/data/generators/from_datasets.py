@@ -11,12 +11,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from mmcl.config import SuiteConfig
+from mmcl.config.schema import SuiteConfig
+from mmcl.core.io import sha256_file, write_text
+from mmcl.core.registry import ConfigError
 from mmcl.data import GENERATORS
 from mmcl.data.records import DataError, Sample, read_jsonl, split_path, write_jsonl
 from mmcl.data.vocab import words_of
-from mmcl.io import sha256_file, write_text
-from mmcl.registry import ConfigError
 
 SPLITS = ("train", "test")
 

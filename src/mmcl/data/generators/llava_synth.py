@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mmcl.config import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.config.schema import SuiteConfig, TaskConfig, WorldConfig
 from mmcl.data import GENERATORS
 from mmcl.data.generators.micl_synth import (
     MEDIA,
@@ -63,8 +63,7 @@ from mmcl.data.generators.micl_world import (
     sample_scene,
     sample_sign,
 )
-from mmcl.data.generators.synthetic import Drawn, SyntheticSuite, Tagged
-from mmcl.registry import ConfigError, closest
+from mmcl.data.generators.synthetic import Drawn, SyntheticSuite, Tagged, check_tasks
 
 TASKS = {  # the tasks this generator writes: name -> (family, modality)
     "caption": ("captioning", "image"),
@@ -273,23 +272,25 @@ def sign_tags(sign: Sign) -> list[str]:
     return [f"word:{sign.word}", f"ink:{sign.color}", *(f"letter:{letter}" for letter in sorted(set(sign.word)))]
 
 
+def read_sign(suite: SyntheticSuite, rng: np.random.Generator, avoid: set[bytes]) -> Drawn:
+    """A sign, and a question asking for its word."""
+    sign, data = suite.redraw(sample_sign, encode_sign, rng, avoid)
+    question, answer = sign_question(sign, rng)
+    return Drawn(question, [answer], data, "png")
+
+
+def tagged_sign(suite: SyntheticSuite, rng: np.random.Generator, avoid: set[bytes]) -> Tagged:
+    """A sign with its perception tags."""
+    sign, data = suite.redraw(sample_sign, encode_sign, rng, avoid)
+    return Tagged(data, "png", sign_tags(sign))
+
+
 @GENERATORS.register("llava_synth")
 class LlavaSynth(SyntheticSuite):
     """Writes the tasks of ``TASKS`` that the suite lists, under those names."""
 
     def __init__(self, suite: SuiteConfig):
-        for task, config in suite.tasks.items():
-            if task not in TASKS:
-                raise ConfigError(
-                    f"llava_synth task '{task}': not a task it writes{closest(task, TASKS)}; "
-                    f"its tasks: {', '.join(TASKS)}"
-                )
-            if (config.family, config.modality) != TASKS[task]:
-                family, modality = TASKS[task]
-                raise ConfigError(
-                    f"llava_synth task '{task}': is ({family}, {modality}), got ({config.family}, {config.modality}); "
-                    f"set its family to {family} and its modality to {modality}"
-                )
+        check_tasks("llava_synth", suite, TASKS)
         check_references(suite.world, "llava_synth")
         check_world(suite.world, "llava_synth")
         super().__init__(suite)
@@ -303,9 +304,7 @@ class LlavaSynth(SyntheticSuite):
             passage, word = nlg_passage(world, rng)
             return Drawn(passage, [word])
         if task == "ocr":
-            sign, data = self.redraw(sample_sign, encode_sign, rng, avoid)
-            question, answer = sign_question(sign, rng)
-            return Drawn(question, [answer], data, "png")
+            return read_sign(self, rng, avoid)
         scene, data = self.redraw(sample_scene, encode_scene, rng, avoid)
         if task == "caption":
             return described("image", scene, data, world)
@@ -321,5 +320,4 @@ class LlavaSynth(SyntheticSuite):
         if pick(rng, ("scene", "sign")) == "scene":
             scene, data = self.redraw(sample_scene, encode_scene, rng, avoid)
             return Tagged(data, "png", scene_tags(scene))
-        sign, data = self.redraw(sample_sign, encode_sign, rng, avoid)
-        return Tagged(data, "png", sign_tags(sign))
+        return tagged_sign(self, rng, avoid)

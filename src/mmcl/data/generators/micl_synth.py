@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mmcl.config import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.config.schema import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.core.registry import ConfigError
 from mmcl.data import GENERATORS
 from mmcl.data.generators.micl_world import (
     COLUMNS,
@@ -45,7 +46,6 @@ from mmcl.data.generators.micl_world import (
 )
 from mmcl.data.generators.synthetic import Drawn, SyntheticSuite, Tagged
 from mmcl.data.records import Sample
-from mmcl.registry import ConfigError
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

@@ -31,8 +31,8 @@ import numpy as np
 import soundfile
 from PIL import Image, ImageDraw, ImageFont
 
-from mmcl.config import WorldConfig
-from mmcl.registry import ConfigError
+from mmcl.config.schema import WorldConfig
+from mmcl.core.registry import ConfigError
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),

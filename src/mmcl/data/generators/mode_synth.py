@@ -33,9 +33,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from mmcl.config import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.config.schema import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.core.registry import ConfigError
 from mmcl.data import GENERATORS
-from mmcl.data.generators.llava_synth import sign_question, sign_tags
+from mmcl.data.generators.llava_synth import read_sign, tagged_sign
 from mmcl.data.generators.micl_synth import refer_to, scene_tags
 from mmcl.data.generators.micl_world import (
     COLOR_NAMES,
@@ -47,16 +48,13 @@ from mmcl.data.generators.micl_world import (
     cell_span,
     check_world,
     encode_scene,
-    encode_sign,
     pick,
     png,
     render_scene,
     sample_scene,
-    sample_sign,
     sign_mask,
 )
-from mmcl.data.generators.synthetic import Drawn, SyntheticSuite, Tagged
-from mmcl.registry import ConfigError, closest
+from mmcl.data.generators.synthetic import Drawn, SyntheticSuite, Tagged, check_tasks
 
 DRAW = "draw"
 TASKS = {  # the tasks this generator writes: name -> (family, modality)
@@ -301,18 +299,7 @@ class ModeSynth(SyntheticSuite):
     """Writes the tasks of ``TASKS`` that the suite lists, and those of ``ALWAYS`` in any case."""
 
     def __init__(self, suite: SuiteConfig):
-        for task, config in suite.tasks.items():
-            if task not in TASKS:
-                raise ConfigError(
-                    f"mode_synth task '{task}': not a task it writes{closest(task, TASKS)}; "
-                    f"its tasks: {', '.join(TASKS)}"
-                )
-            if (config.family, config.modality) != TASKS[task]:
-                family, modality = TASKS[task]
-                raise ConfigError(
-                    f"mode_synth task '{task}': is ({family}, {modality}), got ({config.family}, {config.modality}); "
-                    f"set its family to {family} and its modality to {modality}"
-                )
+        check_tasks("mode_synth", suite, TASKS)
         world = suite.world
         check_world(world, "mode_synth")
         if world.max_objects < 2 and (several := [t for t in SEVERAL if t in suite.tasks]):
@@ -325,9 +312,7 @@ class ModeSynth(SyntheticSuite):
 
     def draw(self, task: str, config: TaskConfig, rng: np.random.Generator, avoid: set[bytes]) -> Drawn:
         if task == "read":
-            sign, data = self.redraw(sample_sign, encode_sign, rng, avoid)
-            question, word = sign_question(sign, rng)
-            return Drawn(question, [word], data, "png")
+            return read_sign(self, rng, avoid)
         if task == "unanswerable":
             view, data = self.redraw(sample_view, encode_view, rng, avoid)
             question, answer = unanswerable_question(view, rng)
@@ -340,7 +325,6 @@ class ModeSynth(SyntheticSuite):
     def perception_sample(self, encoder: str, rng: np.random.Generator, avoid: set[bytes]) -> Tagged:
         """Signs and views (clean, damaged) half each: the encoder learns to see patches and static too."""
         if pick(rng, ("sign", "view")) == "sign":
-            sign, data = self.redraw(sample_sign, encode_sign, rng, avoid)
-            return Tagged(data, "png", sign_tags(sign))
+            return tagged_sign(self, rng, avoid)
         view, data = self.redraw(sample_view, encode_view, rng, avoid)
         return Tagged(data, "png", view_tags(view))

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from mmcl.config import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.config.schema import SuiteConfig, TaskConfig, WorldConfig
+from mmcl.core.io import write_text
+from mmcl.core.registry import ConfigError, closest
 from mmcl.data.records import ENCODER_OF, Sample, perception_path, split_path, write_jsonl
 from mmcl.data.vocab import words_of
-from mmcl.io import write_text
-from mmcl.registry import ConfigError
 
 SPLITS = ("train", "test")
 MAX_REDRAWS = 1000  # a test sample whose media repeat a train file is drawn again, up to this often
@@ -50,6 +50,21 @@ class Tagged:
     media: bytes
     extension: str
     tags: list[str]
+
+
+def check_tasks(generator: str, suite: SuiteConfig, tasks: dict[str, tuple[str, str]]) -> None:
+    """Every task the suite lists is one of the generator's ``tasks`` (name -> (family, modality)), as it is."""
+    for task, config in suite.tasks.items():
+        if task not in tasks:
+            raise ConfigError(
+                f"{generator} task '{task}': not a task it writes{closest(task, tasks)}; its tasks: {', '.join(tasks)}"
+            )
+        if (config.family, config.modality) != tasks[task]:
+            family, modality = tasks[task]
+            raise ConfigError(
+                f"{generator} task '{task}': is ({family}, {modality}), got ({config.family}, {config.modality}); "
+                f"set its family to {family} and its modality to {modality}"
+            )
 
 
 class SyntheticSuite:

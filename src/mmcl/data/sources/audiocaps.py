@@ -14,7 +14,8 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
+from mmcl.core.registry import ConfigError
 from mmcl.data import SOURCES
 from mmcl.data.sources.base import (
     AUDIO_SUFFIXES,
@@ -26,7 +27,6 @@ from mmcl.data.sources.base import (
     by_stem,
     read_csv,
 )
-from mmcl.registry import ConfigError
 
 COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
 
@@ -57,10 +57,7 @@ class AudioCaps(Adapter):
     def convert(self, sources: Sources, writer: DatasetWriter) -> None:
         clips = by_stem(sources.media(AUDIO_SUFFIXES))
         instruction = CAPTION_INSTRUCTION.format(modality=self.modality)
-        for split in ("train", "val", "test"):
-            name = getattr(self.config.splits, split)
-            if name is None:
-                continue
+        for split, name in self.config.splits.given():
             rows: dict[tuple[str, str], list[dict]] = {}
             for row in read_csv(sources.file(name), COLUMNS):
                 rows.setdefault((row["youtube_id"], row["start_time"]), []).append(row)

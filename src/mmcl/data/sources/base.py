@@ -22,11 +22,11 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
 from mmcl.data.media import problem
 from mmcl.data.records import DataError, Sample, write_jsonl
 
@@ -45,6 +45,10 @@ class SplitFiles:
     train: str | None = None
     val: str | None = None
     test: str | None = None
+
+    def given(self) -> list[tuple[str, str]]:
+        """(split, file name) of every split the source has, in the order of ``SPLITS``."""
+        return [(split, name) for split in SPLITS if (name := getattr(self, split)) is not None]
 
 
 class Sources:
@@ -119,6 +123,12 @@ def held_out(keys: Iterable[str], count: int) -> set[str]:
     """A test split for a source without one: the ``count`` keys with the smallest SHA-256, the same on
     every machine whatever the order of the source's items."""
     return set(heapq.nsmallest(count, set(keys), key=lambda key: hashlib.sha256(key.encode()).hexdigest()))
+
+
+def image_splits(entries: list[dict], count: int) -> Callable[[dict], str]:
+    """Each entry's split: ``test`` for those of the ``count`` held-out images (``held_out``), else ``train``."""
+    test = held_out((entry["image"] for entry in entries), count)
+    return lambda entry: "test" if entry["image"] in test else "train"
 
 
 def clean(text: str) -> str:
@@ -237,3 +247,27 @@ class DatasetWriter:
 
 def _counts(counter: Counter) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in sorted(counter.items()))
+
+
+@dataclass
+class QuestionFilesConfig(DatasetConfig):
+    """A source of image questions in one JSON file per split."""
+
+    questions: SplitFiles = field(default_factory=SplitFiles)
+
+
+class ImageQuestions(Adapter):
+    """Image QA from one question file per split, each image found by the id that names it (its file stem)."""
+
+    family, modality = "qa", "image"
+    config: QuestionFilesConfig
+
+    def questions(self, data) -> Iterable[tuple[str, str, list[str], str]]:
+        """(key, question, answers, image id) of every question in a file's JSON."""
+        raise NotImplementedError
+
+    def convert(self, sources: Sources, writer: DatasetWriter) -> None:
+        images = by_stem(sources.media(IMAGE_SUFFIXES))
+        for split, file in self.config.questions.given():
+            for key, question, answers, image in self.questions(read_json(sources.file(file))):
+                writer.add(split, key, question, answers, images.get(image), f"image {image}")

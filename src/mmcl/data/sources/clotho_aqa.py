@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
 from mmcl.data import SOURCES
 from mmcl.data.sources.base import AUDIO_SUFFIXES, Adapter, DatasetWriter, Sources, SplitFiles, read_csv
 
@@ -36,10 +36,7 @@ class ClothoAQA(Adapter):
 
     def convert(self, sources: Sources, writer: DatasetWriter) -> None:
         audio = sources.media(AUDIO_SUFFIXES)
-        for split in ("train", "val", "test"):
-            name = getattr(self.config.splits, split)
-            if name is None:
-                continue
+        for split, name in self.config.splits.given():
             answers: dict[tuple[str, str], list[str]] = {}
             for row in read_csv(sources.file(name), COLUMNS):
                 answers.setdefault((row["file_name"], row["QuestionText"]), []).append(row["answer"])

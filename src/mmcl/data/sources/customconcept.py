@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
 from mmcl.data import SOURCES
 from mmcl.data.sources.base import CAPTION_INSTRUCTION, IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, read_json
 

@@ -14,21 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmcl.config import DatasetConfig
 from mmcl.data import SOURCES
-from mmcl.data.sources.base import (
-    IMAGE_SUFFIXES,
-    Adapter,
-    DatasetWriter,
-    Sources,
-    SplitFiles,
-    by_stem,
-    read_json,
-)
+from mmcl.data.sources.base import ImageQuestions, QuestionFilesConfig, SplitFiles
 
 
 @dataclass
-class GQAConfig(DatasetConfig):
+class GQAConfig(QuestionFilesConfig):
     adapter: str = "gqa"
     questions: SplitFiles = field(
         default_factory=lambda: SplitFiles(train="val_balanced_questions.json", test="testdev_balanced_questions.json")
@@ -36,16 +27,9 @@ class GQAConfig(DatasetConfig):
 
 
 @SOURCES.register("gqa", GQAConfig)
-class GQA(Adapter):
-    family, modality = "qa", "image"
+class GQA(ImageQuestions):
     config: GQAConfig
 
-    def convert(self, sources: Sources, writer: DatasetWriter) -> None:
-        images = by_stem(sources.media(IMAGE_SUFFIXES))
-        for split in ("train", "val", "test"):
-            if (file := getattr(self.config.questions, split)) is None:
-                continue
-            for key, question in read_json(sources.file(file)).items():
-                image = str(question["imageId"])
-                wanted = f"image {image}"
-                writer.add(split, key, question["question"], [question["answer"]], images.get(image), wanted)
+    def questions(self, data):
+        for key, question in data.items():
+            yield key, question["question"], [question["answer"]], str(question["imageId"])

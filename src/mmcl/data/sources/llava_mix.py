@@ -34,13 +34,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.ranges import positive
+from mmcl.config.schema import DatasetConfig
+from mmcl.core.registry import ConfigError, closest
 from mmcl.data import SOURCES
 from mmcl.data.generators.llava_synth import flatten
 from mmcl.data.records import DataError
-from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, clean, held_out, read_json
+from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, clean, image_splits, read_json
 from mmcl.metrics.qa import parse_box
-from mmcl.registry import ConfigError, closest
 
 GROUPS = ("instruct", "vqa", "ocr", "ref")  # the study's order (IVOR)
 SHORT_ANSWER = (  # LLaVA-1.5's answer-format prompts of VQAv2, GQA, OK-VQA, OCR-VQA; A-OKVQA
@@ -55,7 +56,7 @@ class LlavaMixConfig(DatasetConfig):
     adapter: str = "llava_mix"
     conversations: str = "llava_v1_5_mix665k.json"
     group: str = "instruct"  # instruct | vqa | ocr | ref
-    test_images: int = 500  # images whose conversations are held out as the test split
+    test_images: int = positive(500)  # images whose conversations are held out as the test split
 
     def __post_init__(self):
         if self.group not in GROUPS:
@@ -101,10 +102,10 @@ class LlavaMix(Adapter):
     def convert(self, sources: Sources, writer: DatasetWriter) -> None:
         path = sources.file(self.config.conversations)
         entries = [(i, entry) for i, entry in enumerate(read_json(path)) if group_of(entry) == self.config.group]
-        test = held_out((entry["image"] for _, entry in entries), self.config.test_images)
+        split_of = image_splits([entry for _, entry in entries], self.config.test_images)
         images = sources.media(IMAGE_SUFFIXES)
         for index, entry in entries:
-            split = "test" if entry["image"] in test else "train"
+            split = split_of(entry)
             conversation = turns(entry, f"{path.name}, conversation {index} (id {entry.get('id')})")
             media = images.get(Path(entry["image"]).name)
             for reply in range(1, len(conversation) + 1):

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.ranges import positive
+from mmcl.config.schema import DatasetConfig
 from mmcl.data import SOURCES
-from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, held_out, read_json
+from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, image_splits, read_json
 from mmcl.data.sources.llava_mix import turns
 
 
@@ -25,7 +26,7 @@ from mmcl.data.sources.llava_mix import turns
 class LlavaPretrainConfig(DatasetConfig):
     adapter: str = "llava_pretrain"
     captions: str = "blip_laion_cc_sbu_558k.json"
-    test_images: int = 1000  # images held out as the test split
+    test_images: int = positive(1000)  # images held out as the test split
 
 
 @SOURCES.register("llava_pretrain", LlavaPretrainConfig)
@@ -36,10 +37,10 @@ class LlavaPretrain(Adapter):
     def convert(self, sources: Sources, writer: DatasetWriter) -> None:
         path = sources.file(self.config.captions)
         entries = read_json(path)
-        test = held_out((entry["image"] for entry in entries), self.config.test_images)
+        split_of = image_splits(entries, self.config.test_images)
         images = sources.media(IMAGE_SUFFIXES)
         for index, entry in enumerate(entries):
             [(prompt, caption)] = turns(entry, f"{path.name}, item {index} (id {entry['id']})")
-            split = "test" if entry["image"] in test else "train"
+            split = split_of(entry)
             name = entry["image"]
             writer.add(split, entry["id"], prompt, [caption], images.get(Path(name).name), name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
 from mmcl.data import SOURCES
 from mmcl.data.sources.base import VIDEO_SUFFIXES, Adapter, DatasetWriter, Sources, SplitFiles, by_stem, read_json
 
@@ -35,10 +35,7 @@ class MSVDQA(Adapter):
                 clip, number = line.split()
                 clip_of[int(number.removeprefix("vid"))] = clip
         videos = by_stem(sources.media(VIDEO_SUFFIXES))
-        for split in ("train", "val", "test"):
-            name = getattr(self.config.splits, split)
-            if name is None:
-                continue
+        for split, name in self.config.splits.given():
             for qa in read_json(sources.file(name)):
                 clip = clip_of[int(qa["video_id"])]
                 writer.add(split, str(qa["id"]), qa["question"], [qa["answer"]], videos.get(clip), f"{clip}.avi")

@@ -27,11 +27,11 @@ import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
+from mmcl.core.registry import ConfigError
 from mmcl.data import SOURCES
 from mmcl.data.records import DataError
 from mmcl.data.sources.base import IMAGE_SUFFIXES, SPLITS, Adapter, DatasetWriter, Sources, read_json
-from mmcl.registry import ConfigError
 
 REGION_PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: {expression}"
 

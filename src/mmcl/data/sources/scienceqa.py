@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import ascii_uppercase
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
 from mmcl.data import SOURCES
 from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, read_json
 

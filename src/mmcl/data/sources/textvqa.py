@@ -13,22 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmcl.config import DatasetConfig
 from mmcl.data import SOURCES
-from mmcl.data.sources.base import (
-    IMAGE_SUFFIXES,
-    Adapter,
-    DatasetWriter,
-    Sources,
-    SplitFiles,
-    by_frequency,
-    by_stem,
-    read_json,
-)
+from mmcl.data.sources.base import ImageQuestions, QuestionFilesConfig, SplitFiles, by_frequency
 
 
 @dataclass
-class TextVQAConfig(DatasetConfig):
+class TextVQAConfig(QuestionFilesConfig):
     adapter: str = "textvqa"
     questions: SplitFiles = field(
         default_factory=lambda: SplitFiles(train="TextVQA_0.5.1_train.json", test="TextVQA_0.5.1_val.json")
@@ -36,17 +26,14 @@ class TextVQAConfig(DatasetConfig):
 
 
 @SOURCES.register("textvqa", TextVQAConfig)
-class TextVQA(Adapter):
-    family, modality = "qa", "image"
+class TextVQA(ImageQuestions):
     config: TextVQAConfig
 
-    def convert(self, sources: Sources, writer: DatasetWriter) -> None:
-        images = by_stem(sources.media(IMAGE_SUFFIXES))
-        for split in ("train", "val", "test"):
-            if (file := getattr(self.config.questions, split)) is None:
-                continue
-            for question in read_json(sources.file(file))["data"]:
-                image = question["image_id"]
-                answers = by_frequency(question["answers"])
-                key = str(question["question_id"])
-                writer.add(split, key, question["question"], answers, images.get(image), f"image {image}")
+    def questions(self, data):
+        for question in data["data"]:
+            yield (
+                str(question["question_id"]),
+                question["question"],
+                by_frequency(question["answers"]),
+                question["image_id"],
+            )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
 from mmcl.data import SOURCES
 from mmcl.data.sources.base import IMAGE_SUFFIXES, Adapter, DatasetWriter, Sources, SplitFiles, by_frequency, read_json
 
@@ -39,10 +39,7 @@ class VizWiz(Adapter):
 
     def convert(self, sources: Sources, writer: DatasetWriter) -> None:
         images = sources.media(IMAGE_SUFFIXES)
-        for split in ("train", "val", "test"):
-            name = getattr(self.config.splits, split)
-            if name is None:
-                continue
+        for split, name in self.config.splits.given():
             for entry in read_json(sources.file(name)):
                 answers = by_frequency([answer["answer"] for answer in entry["answers"]])
                 instruction = f"{entry['question']} {self.config.answer_prompt}"

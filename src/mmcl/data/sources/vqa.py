@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmcl.config import DatasetConfig
+from mmcl.config.schema import DatasetConfig
 from mmcl.data import SOURCES
 from mmcl.data.sources.base import (
     IMAGE_SUFFIXES,
@@ -54,10 +54,7 @@ class VQA(Adapter):
             number = Path(name).stem.rsplit("_", 1)[-1]
             if number.isdigit():
                 images.setdefault(int(number), path)
-        for split in ("train", "val", "test"):
-            questions_file = getattr(self.config.questions, split)
-            if questions_file is None:
-                continue
+        for split, questions_file in self.config.questions.given():
             annotations = read_json(sources.file(getattr(self.config.annotations, split)))["annotations"]
             answers = {entry["question_id"]: [a["answer"] for a in entry["answers"]] for entry in annotations}
             for question in read_json(sources.file(questions_file))["questions"]:

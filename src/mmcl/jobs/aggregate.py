@@ -1,0 +1,110 @@
+"""``mmcl aggregate``: one run's accuracy matrices and run-level metrics, from its evaluation scores.
+
+Rows are stages (row t: after training stage t of the order), columns every evaluated task of the suite:
+the order's tasks first, then the others (e.g. the stage-0 text task). A backbone with ``lm_eval``
+settings (a real LLM) is also measured by lm-evaluation-harness: each evaluation's ``scores.json`` has a
+``lm_eval/scores.json`` beside its directory (``mmcl lm-eval``), whose tasks become more columns after
+the suite's. Every registered analysis (``mmcl.analyses``) then adds the metrics it measures on the run:
+the continual-learning ones always, the linguistic and generation ones where the suite has what they
+measure.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mmcl.analyses import ANALYSES
+from mmcl.analyses.base import RunScores
+from mmcl.config.schema import Params
+from mmcl.core import paths
+from mmcl.core.io import read_json, write_json
+from mmcl.methods import METHODS
+
+
+def _row(scores: dict, tasks: list[str], metric: str) -> list[float | None]:
+    return [scores[task]["metrics"].get(metric) for task in tasks]
+
+
+def _primary(scores: dict, tasks: list[str]) -> list[float]:
+    values = [scores[task]["metrics"].get(scores[task]["primary"]) for task in tasks]
+    return [math.nan if v is None else v for v in values]
+
+
+def read_scores(path: Path, lm_eval: bool) -> dict:
+    """An evaluation's scores, with the lm-eval tasks of the same checkpoint after the suite's tasks."""
+    scores = read_json(path)
+    if lm_eval:
+        scores |= read_json(paths.lm_eval_beside(path))["tasks"]
+    return scores
+
+
+def aggregate_run(
+    params: Params,
+    *,
+    suite: str,
+    order: str,
+    backbone: str,
+    method: str,
+    seed: int,
+    stage_scores: list[Path],
+    zeroshot_scores: Path,
+) -> dict:
+    tasks = params.order(order, suite)
+    lm_eval = params.backbones[backbone].lm_eval
+    columns = list(params.suites[suite].evaluated_tasks) + list(lm_eval.tasks() if lm_eval else ())
+    eval_tasks = tasks + [t for t in columns if t not in tasks]
+    zeroshot = read_scores(zeroshot_scores, lm_eval is not None)
+    schedule = METHODS.get(params.methods[method].type).schedule
+    expected = {"sequential": len(tasks), "joint": 1, "none": 0}[schedule]
+    if len(stage_scores) != expected:
+        raise ValueError(
+            f"a {schedule} run of {len(tasks)} tasks has {expected} stages, got {len(stage_scores)} scores"
+        )
+
+    rows = [read_scores(path, lm_eval is not None) for path in stage_scores] or [zeroshot] * len(tasks)
+    metrics_names = sorted({m for entry in zeroshot.values() for m in entry["metrics"]})
+    matrix = {m: [_row(scores, eval_tasks, m) for scores in rows] for m in metrics_names}
+    run = RunScores(
+        suite=params.suites[suite],
+        tasks=tasks,
+        eval_tasks=eval_tasks,
+        schedule=schedule,
+        rows=rows,
+        zeroshot=zeroshot,
+        matrix=matrix,
+        baseline={m: _row(zeroshot, eval_tasks, m) for m in metrics_names},
+        primary=[_primary(scores, eval_tasks) for scores in rows],
+        base=_primary(zeroshot, eval_tasks),
+        stage_scores=[Path(p) for p in stage_scores],
+        zeroshot_scores=Path(zeroshot_scores),
+        lm_eval=lm_eval,
+    )
+    summary, entries = {}, {}
+    for name in ANALYSES.names():
+        metrics, extra = ANALYSES.get(name)().aggregate(run)
+        summary |= metrics
+        entries |= extra
+    return {
+        "suite": suite,
+        "order": order,
+        "backbone": backbone,
+        "method": method,
+        "seed": seed,
+        "tasks": tasks,
+        "eval_tasks": eval_tasks,
+        "families": {t: zeroshot[t]["family"] for t in eval_tasks},
+        "primary_metric": {t: zeroshot[t]["primary"] for t in eval_tasks},
+        "stages": ["joint"] if schedule == "joint" else list(tasks),
+        "matrix": matrix,
+        "zeroshot": run.baseline,
+        "metrics": summary,
+        **entries,
+    }
+
+
+def write_run(params: Params, out: Path, log=print, **run) -> None:
+    """Aggregate one run (``aggregate_run``'s keywords) into ``out`` and log its metrics on one line."""
+    result = aggregate_run(params, **run)
+    write_json(out, result)
+    log(" | ".join(f"{k} {v:.1f}" for k, v in result["metrics"].items() if v == v))

@@ -1,1 +1,0 @@
-"""Training: batching, the optimisation loop and the training jobs."""
