@@ -17,12 +17,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+import torch.distributed as dist
+from accelerate import Accelerator, DataLoaderConfiguration
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -33,6 +35,7 @@ from mmcl.engine.sampling import StepSampler
 from mmcl.engine.schedules import make_scheduler
 
 PREEMPTED = 75  # EX_TEMPFAIL: "try again later"; the job's retry resumes from the saved state
+BUCKET = 2**25  # gradient elements all-reduced at once (128 MB in fp32)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -71,11 +74,10 @@ class FitSettings:
 def make_accelerator(precision: str) -> Accelerator:
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    # Projectors of modalities absent from a batch get no gradient: DDP must tolerate that.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    if torch.cuda.is_available():  # TF32 matmuls for what stays fp32 (trainable masters, the loss)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     accelerator = Accelerator(
         mixed_precision="no" if precision == "fp32" else precision,
-        kwargs_handlers=[ddp],
         dataloader_config=DataLoaderConfiguration(split_batches=True),  # batch_size stays global
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -91,6 +93,35 @@ def train_only(model: torch.nn.Module, names: set[str]) -> None:
     """Make exactly the parameters ``names`` trainable."""
     for name, param in model.named_parameters():
         param.requires_grad_(name in names)
+
+
+def average_gradients(parameters: list[torch.nn.Parameter], world: int) -> None:
+    """Average the gradients of ``parameters`` over the ``world`` processes, bucket by bucket.
+
+    The loop does this itself instead of DDP's backward hooks, which allow one forward per backward:
+    a method whose loss runs the model again (LwF, MoInCL, MoDE) made them raise "Expected to mark a
+    variable ready only once". A parameter no process reached keeps no gradient, as in one process;
+    one that only some processes reached counts as zero in the others.
+    """
+    reached = torch.tensor([p.grad is not None for p in parameters], dtype=torch.int32)
+    dist.all_reduce(reached)
+    grads = []
+    for param, anywhere in zip(parameters, reached.tolist(), strict=True):
+        if anywhere:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+            grads.append(param.grad)
+    bucket: list[torch.Tensor] = []
+    for grad in [*grads, None]:  # None: flush the last bucket
+        if bucket and (grad is None or grad.dtype != bucket[0].dtype or sum(map(torch.numel, bucket)) >= BUCKET):
+            flat = torch.cat([g.reshape(-1) for g in bucket])
+            dist.all_reduce(flat)
+            flat /= world
+            for g, averaged in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
+                g.copy_(averaged.view_as(g))
+            bucket = []
+        if grad is not None:
+            bucket.append(grad)
 
 
 @contextmanager
@@ -131,7 +162,8 @@ def fit(
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("no trainable parameters: the method selected nothing to train at this stage")
-    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    fused = accelerator.device.type == "cuda" or None  # one kernel for all tensors on CUDA
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay, fused=fused)
     scheduler = make_scheduler(
         optimizer, settings.schedule, settings.steps, int(settings.warmup_ratio * settings.steps)
     )
@@ -179,10 +211,15 @@ def fit(
         dynamic_ncols=True,
     )
     started, window, last_finite = time.perf_counter(), [], (None, start)
+    by_hand = isinstance(model, DistributedDataParallel)  # gradients averaged by average_gradients
     with preemption_flag() as preempted:
         for step, batch in enumerate(loader, start=start + 1):
-            outputs = model(**batch)
-            loss = loss_fn(model, batch, outputs, step) if loss_fn else outputs.loss
+            with model.no_sync() if by_hand else nullcontext():
+                outputs = model(**batch)
+                loss = loss_fn(model, batch, outputs, step) if loss_fn else outputs.loss
+                accelerator.backward(loss)
+            if by_hand:
+                average_gradients(trainable, accelerator.num_processes)
             value = loss.item() if accelerator.num_processes == 1 else accelerator.reduce(loss.detach(), "mean").item()
             if not math.isfinite(value):
                 finite, at = last_finite
@@ -192,7 +229,6 @@ def fit(
                     "(train.lr or methods.<name>.lr) or keep train.grad_clip on"
                 )
             last_finite = (value, step)
-            accelerator.backward(loss)
             if settings.grad_clip:  # all parameters, so that FSDP clips by the global norm (frozen ones have none)
                 accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
