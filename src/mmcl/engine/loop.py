@@ -103,7 +103,8 @@ def average_gradients(parameters: list[torch.nn.Parameter], world: int) -> None:
     variable ready only once". A parameter no process reached keeps no gradient, as in one process;
     one that only some processes reached counts as zero in the others.
     """
-    reached = torch.tensor([p.grad is not None for p in parameters], dtype=torch.int32)
+    device = parameters[0].device  # NCCL reduces only tensors on the GPU
+    reached = torch.tensor([p.grad is not None for p in parameters], dtype=torch.int32, device=device)
     dist.all_reduce(reached)
     grads = []
     for param, anywhere in zip(parameters, reached.tolist(), strict=True):
@@ -112,16 +113,18 @@ def average_gradients(parameters: list[torch.nn.Parameter], world: int) -> None:
                 param.grad = torch.zeros_like(param)
             grads.append(param.grad)
     bucket: list[torch.Tensor] = []
+    size = 0
     for grad in [*grads, None]:  # None: flush the last bucket
-        if bucket and (grad is None or grad.dtype != bucket[0].dtype or sum(map(torch.numel, bucket)) >= BUCKET):
+        if bucket and (grad is None or grad.dtype != bucket[0].dtype or size >= BUCKET):
             flat = torch.cat([g.reshape(-1) for g in bucket])
             dist.all_reduce(flat)
             flat /= world
             for g, averaged in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
                 g.copy_(averaged.view_as(g))
-            bucket = []
+            bucket, size = [], 0
         if grad is not None:
             bucket.append(grad)
+            size += grad.numel()
 
 
 @contextmanager
