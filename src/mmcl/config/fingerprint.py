@@ -8,10 +8,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Settings left out of the fingerprint of their entry (`suites.<name>`, `backbones.<name>`): none of the
-# jobs that fingerprint triggers reads them. The alignment stage has its own job and fingerprint
-# (`suites.<name>.alignment`); `size` is a report label. So adding them re-ran no existing result.
-UNFINGERPRINTED = {"suites": "alignment", "backbones": "size"}
+# Settings left out of the fingerprint of their section (`*`: any entry's name): none of them changes what
+# the jobs that fingerprint triggers compute. The alignment stage has its own job and fingerprint
+# (`suites.<name>.alignment`); `size` is a report label; the rest decide how fast a job runs and in how
+# much memory, not its result (beyond floating-point rounding). So adding them re-ran no existing result.
+UNFINGERPRINTED = {
+    "suites.*": {"alignment"},
+    "backbones.*": {"size", "attn_implementation"},
+    "train": {"micro_batch_size", "gradient_checkpointing", "checkpoint_every", "checkpoint_minutes", "num_workers"},
+}
 
 
 def digest(obj: Any) -> str:
@@ -41,8 +46,11 @@ def fingerprinted(plain: dict, section: str) -> Any:
     """The value a fingerprint hashes for ``section``: an entry without its unfingerprinted setting."""
     node = lookup(plain, section)
     top, _, name = section.partition(".")
-    if top in UNFINGERPRINTED and name in plain[top]:
-        node = {key: value for key, value in node.items() if key != UNFINGERPRINTED[top]}
+    left_out = UNFINGERPRINTED.get(section, set())
+    if name in plain.get(top, {}):
+        left_out = left_out | UNFINGERPRINTED.get(f"{top}.*", set())
+    if left_out and isinstance(node, dict):
+        node = {key: value for key, value in node.items() if key not in left_out}
     return node
 
 

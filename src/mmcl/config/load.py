@@ -39,6 +39,7 @@ from mmcl.core.registry import ConfigError, closest
 ConfigClass = Callable[[str, str], type]
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
 RESOURCE_KINDS = ("default", "train_base", "train_stage", "evaluate")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -210,6 +211,9 @@ def check_suites(params: Params, path: str) -> None:
     for name, backbone in params.backbones.items():
         if backbone.lm_eval is not None:
             check_lm_eval(backbone.lm_eval, params.suites, f"backbones.{name}.lm_eval", path)
+        if backbone.attn_implementation not in ATTENTIONS:
+            where = f"backbones.{name}.attn_implementation"
+            check_name(backbone.attn_implementation, ATTENTIONS, where, "attention", path)
     for where, grid in grids(params):
         check_grid(params, grid, where, path)
 

@@ -110,10 +110,15 @@ class TrainConfig:
     grad_clip: float = non_negative(1.0)
     precision: str = "auto"  # auto (bf16 on CUDA when supported, else fp32) | fp32 | bf16 | fp16
     log_every: int = positive(25)
-    checkpoint_every: int = non_negative(
-        50
-    )  # save a resumable training state every N steps (0: only on SIGTERM/SIGUSR1)
-    num_workers: int = non_negative(0)
+    # Resumable training states: every N steps and every M minutes of wall time (0: not by that measure);
+    # always on SIGTERM/SIGUSR1. Minutes suit every model size: a full fine-tune's state is large.
+    checkpoint_every: int = non_negative(0)
+    checkpoint_minutes: float = non_negative(30.0)
+    num_workers: int | None = non_negative(None)  # DataLoader workers (None: cpus - 1 on CUDA, 0 on CPU)
+    # Samples per forward and backward on each process; the gradients of batch_size / processes samples are
+    # accumulated into one optimizer step. None: the process's whole share in one forward.
+    micro_batch_size: int | None = positive(None)
+    gradient_checkpointing: bool = False  # recompute the LLM's activations in backward: less memory, ~30% slower
 
 
 @dataclass
@@ -271,6 +276,7 @@ class BackboneConfig:
     projector_hidden: int | None = None  # MLP width (None: the LLM's hidden size)
     video: VideoConfig = field(default_factory=VideoConfig)
     size: str | None = None  # parameter count label for reports (e.g. 160M)
+    attn_implementation: str = "sdpa"  # the LLM's attention: sdpa | eager | flash_attention_2 (when installed)
     # Language ability of a pretrained LLM, measured with lm-evaluation-harness after every stage. It
     # belongs to the backbone, not the suite: it measures the LLM whatever data the stages train on, and
     # only a real LLM can do the harness's tasks (the tiny one knows only its benchmark's words).
