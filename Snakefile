@@ -13,6 +13,7 @@ min_version("9.19")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/unified.smk"
 include: "workflow/rules/teach.smk"

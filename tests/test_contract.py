@@ -104,10 +104,17 @@ class Contract:
     def judge(self, setting: Setting) -> Path:
         return self.path(paths.judge_dir(setting.suite))
 
+    def features(self, setting: Setting) -> Path | None:
+        """The backbone's feature cache, where the workflow would make one (`feature_inputs`)."""
+        config = self.params.backbones[setting.backbone]
+        cached = config.feature_cache and config.freeze_encoders
+        return self.path(paths.feature_cache(setting.suite, setting.backbone)) if cached else None
+
 
 @pytest.fixture(scope="session")
 def contract(tmp_path_factory, default_params) -> Contract:
     from mmcl.jobs.align import align
+    from mmcl.jobs.encode_media import encode_suite_media
     from mmcl.jobs.evaluate import evaluate, evaluate_reference
     from mmcl.jobs.image_artifacts import build_image_tokenizer, build_judge
     from mmcl.jobs.params import load_params
@@ -132,12 +139,14 @@ def contract(tmp_path_factory, default_params) -> Contract:
         artifacts = {name: root / path for name, path in artifacts_of(params, suite, backbone, {}).items()}
         base = ctx.path(paths.base_checkpoint(suite, backbone))
         train_base(params, suite, backbone, data, base, log=quiet, artifacts=artifacts)
+        if features := ctx.features(setting):
+            encode_suite_media(params, suite, backbone, data, base, features, log=quiet)
         if params.suites[suite].alignment is not None:
-            align(params, suite, backbone, data, base, ctx.start(setting), log=quiet)
+            align(params, suite, backbone, data, base, ctx.start(setting), features, log=quiet)
         judge = ctx.judge(setting)
         scores = ctx.path(paths.base_scores(suite, backbone)).parent
         evaluate(params, suite=suite, method=None, data_dir=data, base_dir=base, checkpoint=None, out_dir=scores,
-                 log=quiet, judge_dir=judge)  # fmt: skip
+                 log=quiet, judge_dir=judge, features_dir=features)  # fmt: skip
         evaluate_reference(params, suite=suite, data_dir=data, out_dir=ctx.path(paths.reference_scores(suite)).parent,
                            log=quiet)  # fmt: skip
     return ctx
@@ -174,7 +183,9 @@ def run_method(ctx: Contract, method: str, setting: Setting) -> dict:
     cl_method = METHODS.get(params.methods[method].type)(params.methods[method])
     scores, checkpoints, previous = [], [], None
     for stage in plan_stages(cl_method.schedule, list(setting.order)):
-        job = StageJob(suite, backbone, method, SEED, stage.key, data, ctx.start(setting), previous)
+        job = StageJob(
+            suite, backbone, method, SEED, stage.key, data, ctx.start(setting), previous, ctx.features(setting)
+        )
         artifacts = {}
         for name in cl_method.required_artifacts(stage):
             out = ctx.path(paths.stage_artifact(name, suite, backbone, method, SEED, stage.key))
@@ -189,7 +200,8 @@ def run_method(ctx: Contract, method: str, setting: Setting) -> dict:
         train_stage(params, job, previous, artifacts, log=quiet)
         stage_scores = ctx.path(paths.stage_scores(suite, backbone, method, SEED, stage.key))
         evaluate(params, suite=suite, method=method, data_dir=data, base_dir=ctx.start(setting), checkpoint=previous,
-                 out_dir=stage_scores.parent, log=quiet, judge_dir=ctx.judge(setting))  # fmt: skip
+                 out_dir=stage_scores.parent, log=quiet, judge_dir=ctx.judge(setting),
+                 features_dir=ctx.features(setting))  # fmt: skip
         scores.append(stage_scores)
         checkpoints.append(previous)
     run = aggregate_run(params, suite=suite, order=ORDER, backbone=backbone, method=method, seed=SEED,
@@ -278,6 +290,7 @@ def backbone_setting(ctx: Contract, family: str) -> Setting:
 
 @pytest.mark.parametrize("family", BACKBONES.names())
 def test_every_backbone_family_assembles_saves_reloads_and_trains(contract, family):
+    from mmcl.jobs.encode_media import encode_suite_media
     from mmcl.jobs.evaluate import evaluate
     from mmcl.jobs.train_base import artifacts_of, train_base
     from mmcl.models.checkpoint import load_base
@@ -289,9 +302,11 @@ def test_every_backbone_family_assembles_saves_reloads_and_trains(contract, fami
         artifacts = {k: contract.root / v for k, v in artifacts_of(params, suite, backbone, {}).items()}
         data = contract.path(paths.suite_dir(suite))
         train_base(params, suite, backbone, data, base, log=quiet, artifacts=artifacts)
+        if features := contract.features(setting):
+            encode_suite_media(params, suite, backbone, data, base, features, log=quiet)
         scores = contract.path(paths.base_scores(suite, backbone)).parent
         evaluate(params, suite=suite, method=None, data_dir=data, base_dir=base, checkpoint=None, out_dir=scores,
-                 log=quiet)  # fmt: skip
+                 log=quiet, features_dir=features)  # fmt: skip
     model, processor = load_base(base)
     assert model.num_media_tokens and processor is not None
     run = run_method(contract, "finetune", setting)["run"]
@@ -337,7 +352,8 @@ def gradient_file(ctx: Contract, relative: str) -> None:
     _, suite, backbone, method, seed, _, stage = Path(relative).with_suffix("").parts
     result = ctx.runs[(backbone, method)]
     data, start = ctx.path(paths.suite_dir(suite)), ctx.start(result["setting"])
-    job = StageJob(suite, backbone, method, int(seed.removeprefix("seed")), stage, data, start, None)
+    seed_number = int(seed.removeprefix("seed"))
+    job = StageJob(suite, backbone, method, seed_number, stage, data, start, None, ctx.features(result["setting"]))
     gradient_diagnostic(ctx.params, job, result["checkpoints"][-1], ctx.path(relative), batch_size=4, log=quiet)
 
 

@@ -33,6 +33,7 @@ from mmcl.methods import METHODS
 from mmcl.methods.base import parameters_under
 from mmcl.methods.soft_targets import SoftTargets, SoftTargetsConfig, soft_target_loss
 from mmcl.models.checkpoint import load_base
+from mmcl.models.mllm import supervised_rows
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -67,14 +68,16 @@ def test_soft_target_loss_by_hand():
         logp = log_softmax(row)
         expected -= (1 - alpha) * logp[gold] + alpha / 3 * sum(logp[v] for v in range(4) if v != gold)
     expected /= 3
-    assert soft_target_loss(logits, labels, alpha).item() == pytest.approx(expected, rel=1e-6)
+    rows = supervised_rows(labels)
+    targets = labels[:, 1:][rows[:, :-1]]
+    assert soft_target_loss(logits[rows], targets, alpha).item() == pytest.approx(expected, rel=1e-6)
 
-    # The method's loss is that of its α; unsupervised positions (however extreme their logits) add nothing.
+    # The method's loss is that of its α, on the supervised rows the forward computed logits at.
     method = SoftTargets(SoftTargetsConfig(type="soft_targets", soft_alpha=alpha))
-    outputs = SimpleNamespace(logits=logits)
+    outputs = SimpleNamespace(logits=logits[rows], targets=targets)
     assert method.loss(None, {"labels": labels}, outputs, step=0).item() == pytest.approx(expected, rel=1e-6)
-    logits[1, 0] = torch.tensor([50.0, -50.0, 0.0, 0.0])
-    assert soft_target_loss(logits, labels, alpha).item() == pytest.approx(expected, rel=1e-6)
+    logits[1, 0] = torch.tensor([50.0, -50.0, 0.0, 0.0])  # unsupervised: not a row, however extreme
+    assert soft_target_loss(logits[rows], targets, alpha).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_alpha_zero_is_the_usual_cross_entropy(tiny_suite, tiny_base):
@@ -87,8 +90,8 @@ def test_alpha_zero_is_the_usual_cross_entropy(tiny_suite, tiny_base):
     assert (batch["labels"] == IGNORE).any(dim=1).all(), "prompts and padding are unsupervised"
     with torch.no_grad():
         outputs = model(**batch)
-    assert soft_target_loss(outputs.logits, batch["labels"], 0.0).item() == pytest.approx(outputs.loss.item(), rel=1e-6)
-    assert soft_target_loss(outputs.logits, batch["labels"], 0.01).item() > outputs.loss.item() + 1e-3
+    assert soft_target_loss(outputs.logits, outputs.targets, 0.0).item() == pytest.approx(outputs.loss.item(), rel=1e-6)
+    assert soft_target_loss(outputs.logits, outputs.targets, 0.01).item() > outputs.loss.item() + 1e-3
 
 
 # --- rehearsal buffers ---

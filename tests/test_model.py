@@ -11,8 +11,12 @@ from conftest import batch_of
 
 from mmcl.core.integrity import CheckpointError
 from mmcl.data.records import perception_path, read_jsonl, split_path
+from mmcl.data.vocab import IGNORE
+from mmcl.engine.loop import train_only
+from mmcl.engine.precision import place_weights
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import load_base, load_stage, save_stage
+from mmcl.models.mllm import enable_gradient_checkpointing
 
 TASKS = ["image_cap", "image_qa", "audio_qa", "video_cap", "video_qa", "text_qa"]
 
@@ -130,3 +134,55 @@ def test_perception_pretraining_teaches_the_encoder_its_tags_and_freezes_it(tiny
     assert all(torch.equal(v, projectors_before[k]) for k, v in model.projectors.state_dict().items()), (
         "projectors stay untrained: each continual stage aligns its modality itself"
     )
+
+
+def test_logits_only_at_supervised_positions_give_the_full_loss(tiny_suite, tiny_base):
+    """The LM head runs only where a target token is predicted; the loss is the one over every position."""
+    params, data = tiny_suite
+    model, processor = load_base(tiny_base)
+    batch = batch_of(model, processor, params, data, "audio_cap")
+    with torch.no_grad():
+        outputs = model(**batch)
+        embeds = model.embed(batch["input_ids"], batch["media"])
+        full = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
+    supervised = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert outputs.logits.shape == (supervised, full.logits.shape[-1])
+    assert supervised < batch["attention_mask"].sum() / 2, "the prompt and media are most positions"
+    assert outputs.loss.item() == pytest.approx(full.loss.item(), rel=1e-6)
+    torch.testing.assert_close(outputs.logits, full.logits[outputs.rows])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_suite, tiny_base):
+    params, data = tiny_suite
+    grads = []
+    for checkpointing in (False, True):
+        model, processor = load_base(tiny_base)
+        if checkpointing:
+            enable_gradient_checkpointing(model.llm)
+        model.train()
+        batch = batch_of(model, processor, params, data, "image_qa")
+        torch.manual_seed(0)
+        model(**batch).loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert model.llm.is_gradient_checkpointing
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7)
+
+
+def test_frozen_weights_take_the_compute_dtype_and_trained_ones_stay_fp32(tiny_base, tiny_suite):
+    params, data = tiny_suite
+    model, processor = load_base(tiny_base)
+    trained = {n for n, _ in model.named_parameters() if n.startswith("projectors.image.")}
+    carried = {n for n, _ in model.named_parameters() if n.startswith("projectors.audio.")}
+    train_only(model, trained)
+    place_weights(model, "bf16", keep=carried)
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert {dtypes[n] for n in trained | carried} == {torch.float32}
+    assert {d for n, d in dtypes.items() if n not in trained | carried} == {torch.bfloat16}
+    batch = batch_of(model, processor, params, data, "image_qa")
+    with torch.autocast("cpu", torch.bfloat16):
+        model(**batch).loss.backward()
+    assert all(model.get_parameter(n).grad.dtype == torch.float32 for n in trained)
+    place_weights(model, "fp32")
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}

@@ -18,6 +18,7 @@ from conftest import make_project, tiny_grid
 from mmcl.core.plan import plan_stages
 from mmcl.engine.distill import Distiller, DistillSet, fixed_target, teach, topk_kl
 from mmcl.methods.moincl import old_task_type
+from mmcl.models.mllm import supervised_rows
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -107,13 +108,15 @@ def test_cached_teacher_outputs_give_the_live_teacher_loss(teacher_and_student, 
     picks = distiller.picks(step=3, count=4)
     batch = distiller.batch(picks, torch.device("cpu"))
     with torch.no_grad():
-        student_out = student(batch["input_ids"], batch["attention_mask"], media=batch["media"])
+        student_out = student(**batch)
         live = teacher(batch["input_ids"], batch["attention_mask"], media=batch["media"]).logits
-    mask = batch["attention_mask"].bool()
-    every_token = torch.arange(vocab).expand(int(mask.sum()), vocab)
-    expected = topk_kl(student_out.logits[mask], live[mask], every_token, 5.0)
+    # The rows distilled on: the positions that predict a target token, not the prompt's or the media's.
+    rows = supervised_rows(batch["labels"])
+    assert 0 < rows.sum() < batch["attention_mask"].sum() / 2
+    every_token = torch.arange(vocab).expand(int(rows.sum()), vocab)
+    expected = topk_kl(student_out.logits, live[rows], every_token, 5.0)
     assert expected.item() > 1e-3, "the nudged student must differ from the teacher"
-    assert distiller.kl(student_out, batch, picks, 5.0).item() == pytest.approx(expected.item(), rel=1e-4)
+    assert distiller.kl(student_out, picks, 5.0).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 def planned(project: Path) -> list[str]:

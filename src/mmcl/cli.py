@@ -44,10 +44,22 @@ def _pairs(items: list[str], flag: str, example: str) -> list[tuple[str, str]]:
 
 
 def cmd_validate_config(args) -> None:
+    from mmcl.jobs.cost import check_memory
     from mmcl.jobs.params import load_params
     from mmcl.jobs.validate import summarise
 
-    summarise(load_params(args.params, preset=args.preset), f"preset {args.preset}" if args.preset else "grid")
+    params = load_params(args.params, preset=args.preset)
+    summarise(params, f"preset {args.preset}" if args.preset else "grid")
+    check_memory(params)  # only where resources name a GPU's memory (gpu_mem_gb)
+
+
+def cmd_plan(args) -> None:
+    from mmcl.jobs.cost import print_plan
+    from mmcl.jobs.params import load_params
+
+    print_plan(
+        load_params(args.params, preset=args.preset), f"preset {args.preset}" if args.preset else "grid", args.gpu
+    )
 
 
 def cmd_prepare(args) -> None:
@@ -97,7 +109,14 @@ def cmd_train_judge(args) -> None:
 def cmd_align(args) -> None:
     from mmcl.jobs.align import align
 
-    align(_params(args), args.suite, args.backbone, Path(args.data), Path(args.base), Path(args.out))
+    features = Path(args.features) if args.features else None
+    align(_params(args), args.suite, args.backbone, Path(args.data), Path(args.base), Path(args.out), features)
+
+
+def cmd_encode_media(args) -> None:
+    from mmcl.jobs.encode_media import encode_suite_media
+
+    encode_suite_media(_params(args), args.suite, args.backbone, Path(args.data), Path(args.base), Path(args.out))
 
 
 def _stage_job(args):
@@ -112,6 +131,7 @@ def _stage_job(args):
         data_dir=Path(args.data),
         base_dir=Path(args.base),
         prev_dir=Path(args.prev) if getattr(args, "prev", None) else None,  # `gradients` has no --prev
+        features_dir=Path(args.features) if args.features else None,
     )
 
 
@@ -152,6 +172,7 @@ def cmd_evaluate(args) -> None:
         checkpoint=Path(args.checkpoint) if args.checkpoint else None,
         out_dir=Path(args.out),
         judge_dir=Path(args.judge or paths.judge_dir(args.suite)),
+        features_dir=Path(args.features) if args.features else None,
     )
 
 
@@ -234,8 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def features_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--features", help="feature cache (`mmcl encode-media`) to read instead of decoding media")
+
     p = command("validate-config", cmd_validate_config, "Check params.yaml and summarise the grid it declares.")
     p.add_argument("--preset", help="summarise the grid of presets.<PRESET> (a paper table) instead")
+
+    plan_help = "Estimate each kind of job's peak GPU memory and GPU-hours; fail where one exceeds gpu_mem_gb."
+    p = command("plan", cmd_plan, plan_help)
+    p.add_argument("--preset", help="plan the grid of presets.<PRESET> (a paper table) instead")
+    p.add_argument("--gpu", help="the GPU to assume for every job (a100, h100, h200; default: gpu_type, else a100)")
 
     p = command(
         "prepare", cmd_prepare, "Generate or convert a suite's data into the common JSONL format.", ("--suite",)
@@ -286,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--base", required=True, help="base model directory it starts from")
     p.add_argument("--out", required=True, help="aligned model directory to write (a base model directory)")
+    features_flag(p)
+
+    encode_help = "Cache the frozen encoders' outputs for every media file of a suite (read instead of decoding)."
+    p = command("encode-media", cmd_encode_media, encode_help, ("--suite", "--backbone", "--data"))
+    p.add_argument("--base", required=True, help="base model directory whose encoders run")
+    p.add_argument("--out", required=True, help="feature cache directory to write")
 
     def stage_command(name: str, func, help_text: str, flags: tuple[str, ...]) -> argparse.ArgumentParser:
         """A command about one stage of a run: ``flags`` (required) plus --seed and --stage."""
@@ -298,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         """A stage command that loads the stage's starting model."""
         p = stage_command(name, func, help_text, ("--suite", "--backbone", "--method", "--data", "--base", "--out"))
         p.add_argument("--prev", help="previous stage's checkpoint (omit for the first stage)")
+        features_flag(p)
         return p
 
     p = model_stage_command("train-stage", cmd_train_stage, "Train one continual-learning stage from the previous one.")
@@ -322,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--judge", help="judge of generated images (`mmcl train-judge`; default: where the workflow builds it)"
     )
+    features_flag(p)
 
     p = stage_command(
         "gradients",
@@ -330,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--suite", "--backbone", "--method", "--data", "--base", "--checkpoint", "--out"),
     )
     p.add_argument("--batch-size", type=int, default=16, help="samples of each loss's batch (default: 16)")
+    features_flag(p)
 
     lm_eval_help = "Run the backbone's lm-evaluation-harness tasks on the LLM of a checkpoint (or the base model)."
     p = command("lm-eval", cmd_lm_eval, lm_eval_help)

@@ -105,6 +105,19 @@ def base_inputs(wildcards):
     return {"data": paths.suite_manifest(wildcards.suite)} | {name: artifacts[name] for name in needed}
 
 
+def feature_inputs(wildcards):
+    """The backbone's feature cache (`rule encode_media`) for the jobs that read media, when its encoders are
+    frozen and `feature_cache` is on (nothing otherwise: those jobs decode the media)."""
+    config = PARAMS.backbones[wildcards.backbone]
+    if config.feature_cache and config.freeze_encoders:
+        return {"features": paths.feature_cache(wildcards.suite, wildcards.backbone)}
+    return {}
+
+
+def features_flag(wildcards, input):
+    return f"--features {input.features}" if "features" in input.keys() else ""
+
+
 def judge_input(wildcards):
     """The judge of the suite's generated images, for suites with generation tasks (nothing otherwise)."""
     return {"judge": paths.judge_dir(wildcards.suite)} if generation_tasks(PARAMS.suites[wildcards.suite]) else {}

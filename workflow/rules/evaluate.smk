@@ -1,5 +1,6 @@
 rule evaluate_stage:
     input:
+        unpack(feature_inputs),
         unpack(judge_input),
         data=paths.suite_manifest(),
         base=start_model,
@@ -12,6 +13,7 @@ rule evaluate_stage:
         paths.benchmark("evaluate_stage", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
+        features=features_flag,
         config=fingerprint("evaluation"),
     threads: cpus("evaluate")
     resources:
@@ -21,11 +23,12 @@ rule evaluate_stage:
     shell:
         "OMP_NUM_THREADS={threads} mmcl evaluate --params {params.params_file} --suite {wildcards.suite} "
         "--data data/{wildcards.suite} --base {input.base} --method {wildcards.method} "
-        "--checkpoint {input.checkpoint} --out $(dirname {output}) > {log} 2>&1"
+        "--checkpoint {input.checkpoint} {params.features} --out $(dirname {output}) > {log} 2>&1"
 
 
 rule evaluate_base:
     input:
+        unpack(feature_inputs),
         unpack(judge_input),
         data=paths.suite_manifest(),
         base=paths.base_checkpoint(),
@@ -37,6 +40,7 @@ rule evaluate_base:
         paths.benchmark("evaluate_base", "{suite}/{backbone}/base"),
     params:
         params_file=PARAMS_FILE,
+        features=features_flag,
         config=fingerprint("evaluation"),
     threads: cpus("evaluate")
     resources:
@@ -45,7 +49,7 @@ rule evaluate_base:
         "../envs/mmcl.yaml"
     shell:
         "OMP_NUM_THREADS={threads} mmcl evaluate --params {params.params_file} --suite {wildcards.suite} "
-        "--data data/{wildcards.suite} --base {input.base} --out $(dirname {output}) > {log} 2>&1"
+        "--data data/{wildcards.suite} --base {input.base} {params.features} --out $(dirname {output}) > {log} 2>&1"
 
 
 rule evaluate_reference:

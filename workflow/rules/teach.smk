@@ -1,5 +1,6 @@
 rule teach:
     input:
+        unpack(feature_inputs),
         unpack(model_inputs),
     output:
         directory(paths.stage_artifact("teacher")),
@@ -9,6 +10,7 @@ rule teach:
         paths.benchmark("teach", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
+        features=features_flag,
         config=teacher_fingerprint,
     threads: cpus("evaluate")
     resources:
@@ -19,4 +21,4 @@ rule teach:
         "OMP_NUM_THREADS={threads} mmcl teach --params {params.params_file} --suite {wildcards.suite} "
         "--backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
         "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} --prev {input.prev} "
-        "--out {output} > {log} 2>&1"
+        "{params.features} --out {output} > {log} 2>&1"

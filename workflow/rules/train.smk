@@ -25,6 +25,7 @@ rule train_base:
 # model, once per suite and backbone; every run's first stage starts from it (`start_model`).
 rule align:
     input:
+        unpack(feature_inputs),
         data=paths.suite_manifest(),
         base=paths.base_checkpoint(),
     output:
@@ -35,6 +36,7 @@ rule align:
         paths.benchmark("align", "{suite}/{backbone}/aligned"),
     params:
         params_file=PARAMS_FILE,
+        features=features_flag,
         config=fingerprint("suites.{suite}.alignment", "train.precision"),
     threads: cpus("train_base")
     resources:
@@ -44,11 +46,12 @@ rule align:
     # exec: as in train_base
     shell:
         "OMP_NUM_THREADS={threads} exec mmcl align --params {params.params_file} --suite {wildcards.suite} "
-        "--backbone {wildcards.backbone} --data data/{wildcards.suite} --base {input.base} --out {output} > {log} 2>&1"
+        "--backbone {wildcards.backbone} --data data/{wildcards.suite} --base {input.base} {params.features} --out {output} > {log} 2>&1"
 
 
 rule train_stage:
     input:
+        unpack(feature_inputs),
         unpack(stage_inputs),
     output:
         directory(paths.stage_checkpoint()),
@@ -58,6 +61,7 @@ rule train_stage:
         paths.benchmark("train_stage", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
+        features=features_flag,
         prev=previous_flag,
         artifacts=artifact_flags,
         config=stage_fingerprint,
@@ -74,4 +78,4 @@ rule train_stage:
         "OMP_NUM_THREADS={threads} exec {resources.launcher} train-stage --params {params.params_file} "
         "--suite {wildcards.suite} --backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
         "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} {params.prev} {params.artifacts} "
-        "--out {output} > {log} 2>&1"
+        "{params.features} --out {output} > {log} 2>&1"

@@ -51,6 +51,7 @@ rule train_judge:
 # gradients (read by the report: the `gradients` analysis's report inputs, common.smk: REPORT_INPUTS).
 rule gradients:
     input:
+        unpack(feature_inputs),
         data=paths.suite_manifest(),
         base=start_model,
         checkpoint=paths.stage_checkpoint(),
@@ -62,6 +63,7 @@ rule gradients:
         paths.benchmark("gradients", paths.stage_stem()),
     params:
         params_file=PARAMS_FILE,
+        features=features_flag,
         config=fingerprint("suites.{suite}.tasks"),
     threads: cpus("evaluate")
     resources:
@@ -72,4 +74,4 @@ rule gradients:
         "OMP_NUM_THREADS={threads} mmcl gradients --params {params.params_file} --suite {wildcards.suite} "
         "--backbone {wildcards.backbone} --method {wildcards.method} --seed {wildcards.seed} "
         "--stage {wildcards.stage} --data data/{wildcards.suite} --base {input.base} "
-        "--checkpoint {input.checkpoint} --out {output} > {log} 2>&1"
+        "--checkpoint {input.checkpoint} {params.features} --out {output} > {log} 2>&1"

@@ -14,8 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 # much memory, not its result (beyond floating-point rounding). So adding them re-ran no existing result.
 UNFINGERPRINTED = {
     "suites.*": {"alignment"},
-    "backbones.*": {"size", "attn_implementation"},
+    "backbones.*": {"size", "attn_implementation", "feature_cache"},
     "train": {"micro_batch_size", "gradient_checkpointing", "checkpoint_every", "checkpoint_minutes", "num_workers"},
+}
+
+# Results-relevant settings added after results existed, each with its default: hashed only when set to
+# another value, so that adding one re-runs no finished job (its fingerprint is the one it had before).
+HASHED_WHEN_SET = {
+    "train": {"group_by_length": False},
 }
 
 
@@ -43,14 +49,20 @@ def fingerprint(plain: dict, *sections: str) -> str:
 
 
 def fingerprinted(plain: dict, section: str) -> Any:
-    """The value a fingerprint hashes for ``section``: an entry without its unfingerprinted setting."""
+    """The value a fingerprint hashes for ``section``: an entry without its unfingerprinted settings, nor the
+    ``HASHED_WHEN_SET`` ones at their default."""
     node = lookup(plain, section)
     top, _, name = section.partition(".")
     left_out = UNFINGERPRINTED.get(section, set())
     if name in plain.get(top, {}):
         left_out = left_out | UNFINGERPRINTED.get(f"{top}.*", set())
-    if left_out and isinstance(node, dict):
-        node = {key: value for key, value in node.items() if key not in left_out}
+    if isinstance(node, dict):
+        defaults = HASHED_WHEN_SET.get(section, {})
+        node = {
+            key: value
+            for key, value in node.items()
+            if key not in left_out and not (key in defaults and value == defaults[key])
+        }
     return node
 
 

@@ -114,11 +114,14 @@ class TrainConfig:
     # always on SIGTERM/SIGUSR1. Minutes suit every model size: a full fine-tune's state is large.
     checkpoint_every: int = non_negative(0)
     checkpoint_minutes: float = non_negative(30.0)
-    num_workers: int | None = non_negative(None)  # DataLoader workers (None: cpus - 1 on CUDA, 0 on CPU)
+    num_workers: int | None = non_negative(None)  # DataLoader workers (None: cpus per process - 1 on CUDA, 0 on CPU)
     # Samples per forward and backward on each process; the gradients of batch_size / processes samples are
     # accumulated into one optimizer step. None: the process's whole share in one forward.
     micro_batch_size: int | None = positive(None)
     gradient_checkpointing: bool = False  # recompute the LLM's activations in backward: less memory, ~30% slower
+    # Batches of one modality and similar length (mmcl.engine.sampling): less padding wasted, but it changes
+    # which samples share a batch, so results differ (hashed in stage fingerprints only when true).
+    group_by_length: bool = False
 
 
 @dataclass
@@ -152,6 +155,9 @@ class JobResources:
     cpus: int = 1  # also the job's thread count (OMP_NUM_THREADS), locally capped by --cores
     mem_mb: int = 4000
     runtime: int = 30  # wall-time minutes of the first attempt; attempt n gets n times as much
+    # Memory of one of its GPUs in GiB (an "80 GB" A100 or H100: 80). `mmcl plan` fails when a job's estimated
+    # peak exceeds it, and so does `mmcl validate-config` (mmcl.jobs.cost.check_memory); None: reported, unchecked.
+    gpu_mem_gb: int | None = positive(None)
 
 
 @dataclass
@@ -277,6 +283,9 @@ class BackboneConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     size: str | None = None  # parameter count label for reports (e.g. 160M)
     attn_implementation: str = "sdpa"  # the LLM's attention: sdpa | eager | flash_attention_2 (when installed)
+    # Frozen encoders' outputs computed once per suite (`mmcl encode-media`) and read at every step instead of
+    # decoding and encoding the media again; ignored when the encoders train (freeze_encoders: false).
+    feature_cache: bool = True
     # Language ability of a pretrained LLM, measured with lm-evaluation-harness after every stage. It
     # belongs to the backbone, not the suite: it measures the LLM whatever data the stages train on, and
     # only a real LLM can do the harness's tasks (the tiny one knows only its benchmark's words).

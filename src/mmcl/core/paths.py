@@ -71,6 +71,7 @@ base_checkpoint = _in_backbone_dir("base/checkpoint", "The stage-0 base model (`
 aligned_checkpoint = _in_backbone_dir("aligned/checkpoint", "The base model after the alignment stage (`mmcl align`)")
 base_scores = _in_backbone_dir("base/eval/scores.json", "The base model's evaluation")
 base_lm_eval = _in_backbone_dir("base/lm_eval/scores.json", "The base model's lm-evaluation-harness scores")
+feature_cache = _in_backbone_dir("features", "The frozen encoders' cached outputs (`mmcl encode-media`)")
 image_tokenizer_dir = _in_backbone_dir(
     "image_tokenizer", "An embedded unified backbone's VQ-VAE (`mmcl train-tokenizer`)"
 )

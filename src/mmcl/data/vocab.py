@@ -13,6 +13,7 @@ from mmcl.data.records import Sample
 MEDIA_TOKENS = {"image": "<image>", "audio": "<audio>", "video": "<video>"}
 ANSWER_TOKEN = "<answer>"  # separates the prompt from the supervised answer
 EXTRA_SPECIAL_TOKENS = [*MEDIA_TOKENS.values(), ANSWER_TOKEN]
+IGNORE = -100  # the label of a position no loss is taken at (as in Hugging Face's losses)
 
 
 def words_of(sample: Sample) -> set[str]:

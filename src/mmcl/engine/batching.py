@@ -29,9 +29,7 @@ from torch.utils.data import Dataset
 from mmcl.data.families import TaskFamily
 from mmcl.data.media import MediaProcessor
 from mmcl.data.records import Sample
-from mmcl.data.vocab import ANSWER_TOKEN, MEDIA_TOKENS
-
-IGNORE = -100
+from mmcl.data.vocab import ANSWER_TOKEN, IGNORE, MEDIA_TOKENS
 
 
 class Item(NamedTuple):

@@ -1,14 +1,15 @@
 """Distillation from a previous model whose outputs were computed once, by their own job, and cached.
 
 The teacher (the previous stage's model) runs in ``mmcl teach``: for each distillation sequence
-(a sample in the common format, its target fixed) it keeps the top-K logits at every attended
-position. The training job rebuilds the same sequences with the same collator and distils on them,
-so it never holds a second model in memory and a stage re-run after changing only a loss weight
-reuses the teacher's outputs.
+(a sample in the common format, its target fixed) it keeps the top-K logits at every supervised
+position (those that predict a target token; ``mmcl.models.mllm.supervised_rows``). The training
+job rebuilds the same sequences with the same collator and distils on them, so it never holds a
+second model in memory and a stage re-run after changing only a loss weight reuses the teacher's outputs.
 
 Stored per set ``<name>``: ``<name>.jsonl`` (the samples) and ``<name>.safetensors``: ``values``
-(float32, so that the cached loss is the live teacher's) and ``indices`` (int32), one row per
-attended position of every sequence in order, and ``offsets``, where each sequence's rows start.
+(in the teacher's dtype: float32 on a CPU, so that the cached loss is the live teacher's; bfloat16
+on a GPU) and ``indices`` (int32), one row per supervised position of every sequence in order, and
+``offsets``, where each sequence's rows start.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from mmcl.core.integrity import CheckpointError
 from mmcl.data.records import Sample, read_jsonl, write_jsonl
 from mmcl.engine.batching import Collator, InstructionDataset
+
+ROWS = {"rows": "supervised"}  # which positions a set's rows are (sets written before had every attended one)
 
 
 def topk_kl(student: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -55,12 +60,19 @@ class DistillSet:
     def save(self, directory: Path, name: str) -> None:
         write_jsonl(directory / f"{name}.jsonl", self.samples)
         tensors = {"values": self.values, "indices": self.indices, "offsets": self.offsets}
-        save_file({k: v.contiguous() for k, v in tensors.items()}, directory / f"{name}.safetensors")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, directory / f"{name}.safetensors", ROWS)
 
     @classmethod
     def load(cls, directory: Path, name: str, data_dir: Path) -> DistillSet:
         """The set ``name`` of a teacher directory; its samples' media are under ``data_dir``."""
-        tensors = load_file(directory / f"{name}.safetensors")
+        path = directory / f"{name}.safetensors"
+        with safe_open(path, "pt") as f:
+            if f.metadata() != ROWS:
+                raise CheckpointError(
+                    f"{path}: teacher outputs of an older mmcl (at every attended position, not only the "
+                    "supervised ones); re-run its teach job (`snakemake --forcerun teach`)"
+                )
+        tensors = load_file(path)
         samples = read_jsonl(directory / f"{name}.jsonl", data_dir)
         return cls(samples, tensors["values"], tensors["indices"], tensors["offsets"])
 
@@ -76,18 +88,18 @@ class DistillSet:
 
 @torch.no_grad()
 def teach(model, samples: list[Sample], dataset: InstructionDataset, collator: Collator, k: int, batch_size: int = 32):
-    """Run the teacher over ``samples`` (targets fixed) and keep its top-K logits: a DistillSet."""
+    """Run the teacher over ``samples`` (targets fixed), in batches on its device, and keep its top-K logits
+    at the supervised positions: a DistillSet."""
     model.eval()
-    media = InstructionDataset(samples, dataset.data_dir, dataset.processor)
+    pool = SequencePool(samples, dataset, collator, seed=0)
+    device = next(model.parameters()).device
     values, indices, offsets = [], [], [0]
     for start in range(0, len(samples), batch_size):
-        batch = collator.train_batch([media[i] for i in range(start, min(start + batch_size, len(samples)))])
-        logits = model(batch["input_ids"], batch["attention_mask"], media=batch["media"]).logits
-        attended = batch["attention_mask"].bool()
-        top = logits[attended].float().topk(min(k, logits.shape[-1]), dim=-1)
-        values.append(top.values)
-        indices.append(top.indices.int())
-        offsets += (offsets[-1] + attended.sum(1).cumsum(0)).tolist()
+        outputs = model(**pool.batch(list(range(start, min(start + batch_size, len(samples)))), device))
+        top = outputs.logits.topk(min(k, outputs.logits.shape[-1]), dim=-1)
+        values.append(top.values.cpu())
+        indices.append(top.indices.int().cpu())
+        offsets += (offsets[-1] + outputs.rows.sum(1).cumsum(0)).tolist()
     return DistillSet(samples, torch.cat(values), torch.cat(indices), torch.tensor(offsets))
 
 
@@ -115,9 +127,8 @@ class Distiller(SequencePool):
         super().__init__(cached.samples, dataset, collator, seed)
         self.cached = cached
 
-    def kl(self, outputs, batch: dict, picks: list[int], temperature: float) -> torch.Tensor:
-        """KL to the teacher, given the student's ``outputs`` on ``batch`` (built by ``batch(picks)``)."""
+    def kl(self, outputs, picks: list[int], temperature: float) -> torch.Tensor:
+        """KL to the teacher, given the student's ``SupervisedOutputs`` on ``batch(picks)``."""
         values, indices = self.cached.rows(picks)
         device = outputs.logits.device
-        student = outputs.logits[batch["attention_mask"].bool()]
-        return topk_kl(student, values.to(device), indices.to(device), temperature)
+        return topk_kl(outputs.logits, values.to(device), indices.to(device), temperature)

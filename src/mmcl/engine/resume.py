@@ -1,4 +1,7 @@
-"""A stage's resumable training state, saved every N steps and when Slurm warns of preemption.
+"""A stage's resumable training state, saved every ``train.checkpoint_minutes`` of wall time (and every
+``train.checkpoint_every`` steps) and when Slurm warns of preemption. Rank 0 writes it from its own
+replicas, which only one process or DDP has whole: under FSDP and DeepSpeed (optimizer state split
+between the processes) the loop writes none, and a preempted stage starts over.
 
 ``<checkpoint>.resume/`` beside the stage's final checkpoint (which Snakemake owns and deletes when a
 job fails; this directory it leaves alone)::

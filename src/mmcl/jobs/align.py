@@ -22,6 +22,7 @@ from mmcl.core.provenance import record
 from mmcl.data.families import suite_families
 from mmcl.data.records import load_split
 from mmcl.engine.batching import Collator, InstructionDataset
+from mmcl.engine.features import media_reader
 from mmcl.engine.loop import FitSettings, fit, train_only
 from mmcl.engine.resume import discard_state
 from mmcl.methods.base import parameters_under
@@ -30,15 +31,25 @@ from mmcl.models.checkpoint import MANIFEST, load_base, save_base
 SEED = 0  # one aligned model for every grid seed
 
 
-def align(params: Params, suite: str, backbone: str, data_dir: Path, base_dir: Path, out_dir: Path, log=print) -> None:
-    """Train the projector of the alignment task's modality on its captions and save the aligned model."""
+def align(
+    params: Params,
+    suite: str,
+    backbone: str,
+    data_dir: Path,
+    base_dir: Path,
+    out_dir: Path,
+    features_dir: Path | None = None,
+    log=print,
+) -> None:
+    """Train the projector of the alignment task's modality on its captions and save the aligned model; with
+    ``features_dir``, on the cached encoder outputs."""
     alignment = params.suites[suite].alignment
     if alignment is None:
         raise ValueError(f"suite '{suite}' has no alignment stage (suites.{suite}.alignment is null)")
     task = alignment.task
     modality = params.suites[suite].tasks[task].modality
     set_seed(SEED)
-    model, processor = load_base(base_dir)
+    model, processor = load_base(base_dir, attn_implementation=params.backbones[backbone].attn_implementation)
     trainable = set(parameters_under(model, f"projectors.{modality}."))
     train_only(model, trainable)
     samples = load_split(data_dir, [task], "train")
@@ -50,7 +61,8 @@ def align(params: Params, suite: str, backbone: str, data_dir: Path, base_dir: P
         f"{n_trainable:,} trainable parameters (the {modality} projector)"
     )
     started = time.perf_counter()
-    dataset = InstructionDataset(samples, data_dir, processor)
+    reader = media_reader(model, processor, features_dir, base_dir, data_dir, log)
+    dataset = InstructionDataset(samples, data_dir, reader)
     result = fit(model, dataset, collator, settings, log=log, resume_dir=paths.resume_dir(out_dir))
     stats = {
         "task": task,

@@ -26,6 +26,7 @@ from mmcl.core.registry import ConfigError
 from mmcl.data.families import suite_families
 from mmcl.data.records import DataError, Sample, data_fix, read_jsonl, split_path
 from mmcl.engine.batching import Collator
+from mmcl.engine.features import media_reader
 from mmcl.engine.inference import draw, predict
 from mmcl.methods import METHODS
 from mmcl.models.checkpoint import load_base, load_stage
@@ -105,6 +106,7 @@ def evaluate(
     out_dir: Path,
     log=print,
     judge_dir: Path | None = None,
+    features_dir: Path | None = None,
 ) -> dict:
     """Evaluate the base model (``checkpoint`` None) or a stage checkpoint of ``method``; a suite with
     generation tasks needs its judge (``mmcl train-judge``), whose accuracy on real images is reported
@@ -117,6 +119,7 @@ def evaluate(
         raise ConfigError(f"evaluate: suite '{suite}' has generation tasks ({', '.join(drawing)}); pass its --judge")
     judge, judge_settings = load_judge(judge_dir) if drawing else (None, {})
     model, processor = load_model(params, method, base_dir, checkpoint)
+    processor = media_reader(model, processor, features_dir, base_dir, data_dir, log)
     model.to(device).eval()
     collator = Collator(model.tokenizer, model.num_media_tokens, families)
     predictions, drawings = {}, {}

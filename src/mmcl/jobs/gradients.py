@@ -22,6 +22,7 @@ from mmcl.data.families import generation_tasks, suite_families
 from mmcl.data.records import load_split
 from mmcl.engine.batching import Collator, InstructionDataset
 from mmcl.engine.distill import SequencePool
+from mmcl.engine.features import media_reader
 from mmcl.engine.loop import train_only
 from mmcl.jobs.evaluate import load_model
 from mmcl.jobs.stage import StageJob
@@ -46,6 +47,7 @@ def gradient_diagnostic(params: Params, job: StageJob, checkpoint: Path, out: Pa
         raise ConfigError(f"gradients: stage '{stage_key}' trains no understanding task to take the text loss on")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, processor = load_model(params, method, base_dir, checkpoint)
+    processor = media_reader(model, processor, job.features_dir, base_dir, data_dir, log)
     model.to(device)
     trainable = set(cl_method.trainable_parameters(model))
     train_only(model, trainable)

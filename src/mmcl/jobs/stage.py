@@ -15,10 +15,12 @@ from mmcl.data.families import suite_families
 from mmcl.data.records import Sample, load_split
 from mmcl.data.replay import read_replay
 from mmcl.engine.batching import Collator, InstructionDataset
+from mmcl.engine.features import media_reader
 from mmcl.engine.loop import FitSettings
 from mmcl.methods import METHODS
 from mmcl.methods.base import StageContext
 from mmcl.models.checkpoint import load_base, load_stage
+from mmcl.models.mllm import enable_gradient_checkpointing
 
 
 @dataclass
@@ -33,6 +35,7 @@ class StageJob:
     data_dir: Path
     base_dir: Path
     prev_dir: Path | None
+    features_dir: Path | None = None  # the frozen encoders' cached outputs (None: decode media)
 
 
 def stage_samples(data_dir: Path, stage: Stage, artifacts: dict[str, Path]) -> list[Sample]:
@@ -54,10 +57,14 @@ def open_stage(params: Params, job: StageJob, artifacts: dict[str, Path], log):
         raise ValueError(f"stage '{job.stage_key}' of a {cl_method.schedule} method starts from {expected}")
 
     set_seed(stage_seed(job.seed, job.stage_key))
-    model, processor = load_base(job.base_dir)
+    backbone = params.backbones[job.backbone]
+    model, processor = load_base(job.base_dir, attn_implementation=backbone.attn_implementation)
+    processor = media_reader(model, processor, job.features_dir, job.base_dir, job.data_dir, log)
     if problem := cl_method.model_problem(model):
         raise ConfigError(f"method '{job.method}' on backbone '{job.backbone}': {problem}")
     cl_method.prepare_model(model)
+    if params.train.gradient_checkpointing:
+        enable_gradient_checkpointing(model.llm)
     carried: set[str] = set()
     if job.prev_dir is not None:
         carried, method_state = load_stage(job.prev_dir, model)

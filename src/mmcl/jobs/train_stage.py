@@ -30,10 +30,12 @@ def train_stage(params: Params, job: StageJob, out_dir: Path, artifacts: dict[st
     )
     started = time.perf_counter()
     resume_dir = paths.resume_dir(out_dir)
-    result = fit(model, context.dataset, context.collator, settings, cl_method.loss, log, resume_dir=resume_dir)
-    model = result["model"]
+    result = fit(model, context.dataset, context.collator, settings, cl_method.loss, log, resume_dir, keep_fp32=carried)
+    model, accelerator = result["model"], result["accelerator"]
     cl_method.after_stage(model, context)
-    if result["accelerator"].is_main_process:
+    # A collective: under FSDP every process gathers its shards of the whole tensors for the main one to write.
+    state = accelerator.get_state_dict(result["prepared"])
+    if accelerator.is_main_process:
         meta = {
             "stage": job.stage_key,
             "previous": stage.previous,
@@ -45,6 +47,6 @@ def train_stage(params: Params, job: StageJob, out_dir: Path, artifacts: dict[st
             "losses": result["losses"],
             "seconds": round(time.perf_counter() - started, 2),
         }
-        save_stage(out_dir, model, carried | trainable, cl_method.state_dict(), meta)
+        save_stage(out_dir, state, carried | trainable, cl_method.state_dict(), meta)
         record(out_dir / "provenance.json", params, {"command": "train-stage", **meta, "backbone": job.backbone})
         discard_state(resume_dir)

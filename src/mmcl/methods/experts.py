@@ -12,7 +12,7 @@ learned per layer and per token, nor a per-token choice between two adapter fami
 layer would have to implement both itself and carry peft's adapter bookkeeping for nothing.
 
 The modality mask reaches the layers without changing the model's signature: a forward pre-hook on the
-LLM reads each call's ``input_ids`` (an image token is one in ``image_token_range``, its start and end
+LLM's decoder reads each call's ``input_ids`` (an image token is one in ``image_token_range``, its start and end
 markers included) and stores the mask on a ``Modality`` object every adapted layer shares; a forward
 hook clears it, so no layer ever uses a stale mask. Every forward of the LLM must therefore receive
 ``input_ids``, incremental decoding included (each step's new tokens); a call with only
@@ -145,9 +145,9 @@ def add_experts(
         visual = None if modality is None else LoraExperts(*dims, 1, r, alpha, dropout)
         wrapped = ExpertLinear(linear, routed, visual, modality).to(linear.weight.device)
         setattr(parent, name.rpartition(".")[2], wrapped)
-    if modality is not None:
-        llm.register_forward_pre_hook(modality.before_forward, with_kwargs=True)
-        llm.register_forward_hook(modality.after_forward, with_kwargs=True)
+    if modality is not None:  # on the decoder, which every forward runs (a loss's runs no LM head at most rows)
+        llm.base_model.register_forward_pre_hook(modality.before_forward, with_kwargs=True)
+        llm.base_model.register_forward_hook(modality.after_forward, with_kwargs=True)
 
 
 def expert_layers(model: nn.Module) -> list[ExpertLinear]:

@@ -55,7 +55,6 @@ class LwF(LoRA):
         if self.distiller is None:
             return outputs.loss
         picks = self.distiller.picks(step, self.config.per_step)
-        pool_batch = self.distiller.batch(picks, outputs.logits.device)
-        pool_outputs = model(pool_batch["input_ids"], pool_batch["attention_mask"], media=pool_batch["media"])
-        kl = self.distiller.kl(pool_outputs, pool_batch, picks, self.config.temperature)
+        pool_batch = self.distiller.batch(picks, batch["input_ids"].device)
+        kl = self.distiller.kl(model(**pool_batch), picks, self.config.temperature)
         return outputs.loss + self.config.weight * kl

@@ -102,7 +102,7 @@ class MoDE(MoELoRA):
     def loss(self, model, batch, outputs, step):
         if self.pool is None:
             return outputs.loss
-        return outputs.loss + self.config.kd.weight * self.distillation(model, step, outputs.logits.device)
+        return outputs.loss + self.config.kd.weight * self.distillation(model, step, batch["input_ids"].device)
 
     def distillation(self, model, step: int, device):
         """The KL term on step ``step``'s generation sequences."""

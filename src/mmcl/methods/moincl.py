@@ -156,17 +156,15 @@ class MoInCL(LoRA):
         if pseudo := self.distillers.get("pseudo"):
             c = self.config.ptgm
             picks = pseudo.picks(step, c.per_batch)
-            extra = pseudo.batch(picks, outputs.logits.device)
-            out = model(extra["input_ids"], extra["attention_mask"], media=extra["media"], labels=extra["labels"])
+            out = model(**pseudo.batch(picks, batch["input_ids"].device))
             real = batch["input_ids"].shape[0]
             loss = (real * loss + len(picks) * out.loss) / (real + len(picks))  # CE over the augmented batch
-            loss = loss + c.weight * pseudo.kl(out, extra, picks, c.temperature)
+            loss = loss + c.weight * pseudo.kl(out, picks, c.temperature)
         if ikd := self.distillers.get("ikd"):
             c = self.config.ikd
             picks = ikd.picks(step, c.per_step)
-            extra = ikd.batch(picks, outputs.logits.device)
-            out = model(extra["input_ids"], extra["attention_mask"], media=extra["media"])
-            loss = loss + c.weight * ikd.kl(out, extra, picks, c.temperature)
+            out = model(**ikd.batch(picks, batch["input_ids"].device))
+            loss = loss + c.weight * ikd.kl(out, picks, c.temperature)
         return loss
 
     def after_stage(self, model, context):

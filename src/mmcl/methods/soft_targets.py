@@ -47,24 +47,19 @@ class SoftTargets(OnBase):
         return [name for name in names if name not in frozen]
 
     def loss(self, model, batch, outputs, step):
-        return soft_target_loss(outputs.logits, batch["labels"], self.config.soft_alpha)
+        return soft_target_loss(outputs.logits, outputs.targets, self.config.soft_alpha)
 
 
-def soft_target_loss(logits, labels, alpha: float):
+def soft_target_loss(logits, targets, alpha: float):
     """Mean cross-entropy over supervised tokens to targets 1−α (gold) and α/(V−1) (every other token).
 
-    ``logits``: (batch, length, V); ``labels``: (batch, length), -100 where unsupervised. As in Hugging
-    Face causal LMs, the logits at position t predict the label at t+1.
+    ``logits``: (tokens, V) at the supervised positions (``SupervisedOutputs``); ``targets``: (tokens,) the
+    gold token of each.
     """
     import torch.nn.functional as F
 
-    from mmcl.engine.batching import IGNORE
-
-    targets = labels[:, 1:]
-    supervised = targets != IGNORE
-    # Only supervised positions, in fp32: a (tokens, V) slice instead of the whole (batch, length, V).
-    log_probs = F.log_softmax(logits[:, :-1][supervised].float(), dim=-1)
-    gold = log_probs.gather(-1, targets[supervised].unsqueeze(-1)).squeeze(-1)
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    gold = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     others = log_probs.sum(-1) - gold
     vocab = log_probs.shape[-1]
     return -((1 - alpha) * gold + alpha / (vocab - 1) * others).mean()

@@ -54,8 +54,9 @@ def save_base(out_dir: Path, model, processor, manifest: dict) -> None:
         seal(tmp)
 
 
-def load_base(base_dir: Path, dtype: torch.dtype | None = None):
-    """The model of a base directory and its media processor (its seal verified first)."""
+def load_base(base_dir: Path, dtype: torch.dtype | None = None, attn_implementation: str | None = None):
+    """The model of a base directory and its media processor (its seal verified first); ``attn_implementation``:
+    the LLM's attention kernel (None: transformers' default)."""
     from transformers import AutoTokenizer
 
     base_dir = Path(base_dir)
@@ -66,12 +67,16 @@ def load_base(base_dir: Path, dtype: torch.dtype | None = None):
     verify(base_dir)
     manifest = json.loads((base_dir / MANIFEST).read_text())
     tokenizer = AutoTokenizer.from_pretrained(base_dir / "tokenizer")
-    return architecture_of(manifest).load(base_dir, manifest, tokenizer, dtype)
+    return architecture_of(manifest).load(base_dir, manifest, tokenizer, dtype, attn_implementation)
 
 
-def save_stage(out_dir: Path, model: torch.nn.Module, keys: set[str], method_state: dict, meta: dict) -> None:
-    """Write the stage's delta weights, the method's tensors and a meta file with their hashes."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k in keys}
+def save_stage(
+    out_dir: Path, model: torch.nn.Module | dict[str, torch.Tensor], keys: set[str], method_state: dict, meta: dict
+) -> None:
+    """Write the stage's delta weights, the method's tensors and a meta file with their hashes. ``model``:
+    the model, or its whole state dict (as ``accelerator.get_state_dict`` gathers it from FSDP's shards)."""
+    whole = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    state = {k: v.detach().contiguous().cpu() for k, v in whole.items() if k in keys}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         save_file(state, tmp / WEIGHTS)

@@ -9,15 +9,17 @@ through the image encoder and are concatenated (or averaged) over time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mmcl.data.media import MediaProcessor
-from mmcl.data.vocab import MEDIA_TOKENS
+from mmcl.data.vocab import IGNORE, MEDIA_TOKENS
 
 PROJECTORS = "projectors.safetensors"
 
@@ -63,12 +65,51 @@ def greedy(llm, tokenizer, max_new_tokens: int, **inputs) -> torch.Tensor:
     )
 
 
+@dataclass
+class SupervisedOutputs:
+    """A forward with labels: the LM head ran only at ``rows``, the positions whose next token is supervised."""
+
+    loss: torch.Tensor  # mean cross-entropy over those tokens
+    logits: torch.Tensor  # (rows, vocab), in row-major order of ``rows``
+    targets: torch.Tensor  # (rows,): the token each row predicts
+    rows: torch.Tensor  # (batch, length) bool
+
+
+def supervised_rows(labels: torch.Tensor) -> torch.Tensor:
+    """(batch, length) mask of the positions whose logits predict a supervised token (position t predicts t+1)."""
+    rows = torch.zeros_like(labels, dtype=torch.bool)
+    rows[:, :-1] = labels[:, 1:] != IGNORE
+    return rows
+
+
+def supervised_forward(llm, labels: torch.Tensor, **inputs) -> SupervisedOutputs:
+    """The causal LM's decoder on ``inputs``, then its LM head and the loss at the supervised rows only.
+
+    Prompt and media positions are most of a multimodal sequence and need no logits: skipping them cuts
+    the LM head's FLOPs and the (positions, vocabulary) logits' memory by the prompt's share.
+    """
+    causal = llm.get_base_model() if hasattr(llm, "get_base_model") else llm  # under a peft wrapper
+    hidden = causal.base_model(use_cache=False, **inputs).last_hidden_state
+    rows = supervised_rows(labels)
+    logits = causal.get_output_embeddings()(hidden[rows])
+    targets = labels[:, 1:][rows[:, :-1]]
+    return SupervisedOutputs(F.cross_entropy(logits.float(), targets), logits, targets, rows)
+
+
+def enable_gradient_checkpointing(llm) -> None:
+    """Recompute each decoder layer's activations in backward instead of keeping them (peft's wrapper too).
+    Non-reentrant, so that it works when the inputs need no gradient (frozen embeddings, LoRA)."""
+    causal = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
 
 
 class MultimodalLM(nn.Module):
     architecture = "multimodal"  # its name in a base directory's manifest (``mmcl.models.checkpoint``)
+    encoder_parts = ("image_encoder/", "audio_encoder/")  # the base directory's files its cached features depend on
 
     def __init__(
         self,
@@ -101,6 +142,7 @@ class MultimodalLM(nn.Module):
         if freeze_encoders:
             self.encoders.requires_grad_(False)
         self.num_media_tokens: dict[str, int] = {}
+        self.cached: frozenset[str] = frozenset()  # modalities whose media arrive as cached encoder outputs
 
     @property
     def modalities(self) -> list[str]:
@@ -116,17 +158,27 @@ class MultimodalLM(nn.Module):
             self.encoders.eval()  # frozen encoders keep dropout/norm statistics fixed
         return self
 
-    def encode(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
-        """Media inputs -> (batch, media tokens, LLM width)."""
+    def features(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+        """Media inputs -> the encoder's output, (batch, media tokens, encoder width): what the feature cache
+        (``mmcl.engine.features``) stores, video frames already reduced over time."""
         encoder = self._encoder(modality)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoders):
             if modality == "video":  # (B, F, C, H, W): every frame through the image encoder
                 b, f = inputs.shape[:2]
                 feats = encoder(inputs.flatten(0, 1))
                 feats = feats.view(b, f, *feats.shape[1:])
-                feats = feats.mean(1) if self.video_temporal == "mean" else feats.flatten(1, 2)
-            else:
-                feats = encoder(inputs)
+                return feats.mean(1) if self.video_temporal == "mean" else feats.flatten(1, 2)
+            return encoder(inputs)
+
+    def encode(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+        """Media inputs (or, for a modality in ``cached``, the encoder's cached output) -> (batch, media
+        tokens, LLM width)."""
+        if modality in self.cached:
+            if not self.freeze_encoders:
+                raise ValueError(f"{modality}: cached encoder outputs cannot train the encoder; decode the media")
+            feats = inputs
+        else:
+            feats = self.features(modality, inputs)
         projector_module = self.projectors[modality]
         return projector_module(feats.to(projector_module[0].weight.dtype))
 
@@ -145,8 +197,22 @@ class MultimodalLM(nn.Module):
         return embeds
 
     def forward(self, input_ids, attention_mask, media=None, labels=None, **kwargs):
+        """With ``labels``: ``SupervisedOutputs``; without: the LLM's outputs (logits at every position)."""
         embeds = self.embed(input_ids, media or {})
-        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+        if labels is not None:
+            return supervised_forward(self.llm, labels, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
+    def media_encoders(self, processor: MediaProcessor) -> list[nn.Module]:
+        """What ``encode_files`` runs: the encoders (not the LLM)."""
+        return [self.encoders]
+
+    @torch.no_grad()
+    def encode_files(self, processor: MediaProcessor, modality: str, files: list[Path]) -> torch.Tensor:
+        """What the feature cache keeps for these media files: the frozen encoder's output."""
+        parameter = next(self._encoder(modality).parameters())
+        inputs = torch.stack([processor.load(modality, file) for file in files])
+        return self.features(modality, inputs.to(parameter.device, parameter.dtype))
 
     @torch.no_grad()
     def count_media_tokens(self, processor: MediaProcessor) -> None:
@@ -182,12 +248,15 @@ class MultimodalLM(nn.Module):
         return {}
 
     @classmethod
-    def load(cls, directory: Path, manifest: dict, tokenizer, dtype=None) -> tuple[MultimodalLM, MediaProcessor]:
+    def load(
+        cls, directory: Path, manifest: dict, tokenizer, dtype=None, attn_implementation: str | None = None
+    ) -> tuple[MultimodalLM, MediaProcessor]:
         """The model of a base directory (its ``llm/`` and what ``save_parts`` wrote), with its media processor."""
         from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoModelForCausalLM
 
         kwargs = {"dtype": dtype} if dtype is not None else {}
-        llm = AutoModelForCausalLM.from_pretrained(directory / "llm", **kwargs)
+        attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        llm = AutoModelForCausalLM.from_pretrained(directory / "llm", **kwargs, **attention)
         image_encoder = audio_encoder = image_processor = feature_extractor = None
         if (directory / "image_encoder").exists():
             image_encoder = ImageEncoder(AutoModel.from_pretrained(directory / "image_encoder", **kwargs))

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from mmcl.data.media import read_image
-from mmcl.models.mllm import greedy
+from mmcl.models.mllm import greedy, supervised_forward
 
 IMAGE_START, IMAGE_END = "<img>", "</img>"
 # Chameleon's image markers, as its processor names them (ChameleonProcessor.image_start/end_token)
@@ -49,6 +49,8 @@ class OnlyTokens(LogitsProcessor):
 
 class UnifiedLM(nn.Module):
     architecture = "unified"  # its name in a base directory's manifest (``mmcl.models.checkpoint``)
+    # the files its images' cached token ids depend on (Chameleon's VQ-GAN is part of its LLM)
+    encoder_parts = ("image_tokenizer/", "llm/")
 
     def __init__(self, llm, tokenizer, code_ids: list[int], start_id: int, end_id: int, tokens_per_image: int):
         super().__init__()
@@ -75,7 +77,24 @@ class UnifiedLM(nn.Module):
         return ["image"]
 
     def forward(self, input_ids, attention_mask, media=None, labels=None, **kwargs):
-        return self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        """With ``labels``: ``SupervisedOutputs``; without: the LLM's outputs (logits at every position)."""
+        if labels is not None:
+            return supervised_forward(self.llm, labels, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return self.llm(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def media_encoders(self, processor: ImageTokenProcessor) -> list[nn.Module]:
+        """What ``encode_files`` runs: the image tokenizer's encoder."""
+        return [processor.images.encoder]
+
+    @torch.no_grad()
+    def encode_files(self, processor: ImageTokenProcessor, modality: str, files: list[Path]) -> torch.Tensor:
+        """What the feature cache keeps for these images: their token ids ``<img> code ... </img>``, one row each."""
+        if modality != "image":
+            raise ValueError(f"a unified backbone reads images only, not {modality}")
+        images = processor.images
+        codes = images.encode(torch.stack([images.pixels(read_image(file)) for file in files])).cpu()
+        ends = torch.tensor([[self.start_id], [self.end_id]]).expand(2, len(files))
+        return torch.cat([ends[0, :, None], self.code_ids.cpu()[codes], ends[1, :, None]], dim=1).int()
 
     def _greedy(self, input_ids, attention_mask, max_new_tokens: int, only: OnlyTokens, **kwargs) -> torch.Tensor:
         prompt = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -114,13 +133,16 @@ class UnifiedLM(nn.Module):
         return {"unified": {"images": processor.images.kind}}
 
     @classmethod
-    def load(cls, directory: Path, manifest: dict, tokenizer, dtype=None) -> tuple[UnifiedLM, ImageTokenProcessor]:
+    def load(
+        cls, directory: Path, manifest: dict, tokenizer, dtype=None, attn_implementation: str | None = None
+    ) -> tuple[UnifiedLM, ImageTokenProcessor]:
         """The model of a base directory (its ``llm/`` and what ``save_parts`` wrote), with its processor."""
         from transformers import AutoImageProcessor, AutoModelForCausalLM
 
         from mmcl.models.vq import load_tokenizer
 
         kwargs = {"dtype": dtype} if dtype is not None else {}
+        kwargs |= {"attn_implementation": attn_implementation} if attn_implementation else {}
         llm_dir, kind = Path(directory) / "llm", manifest["unified"]["images"]
         if kind == "vq":
             vq, settings = load_tokenizer(Path(directory) / "image_tokenizer")
@@ -140,13 +162,17 @@ class EmbeddedImages:
     def __init__(self, vq, settings: dict):
         self.vq, self.settings = vq, settings
 
+    @property
+    def encoder(self) -> nn.Module:
+        return self.vq
+
     def pixels(self, image) -> torch.Tensor:
         import numpy as np
 
         return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.vq.encode(pixels)
+        return self.vq.encode(pixels.to(next(self.vq.parameters()).device))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.vq.decode(codes)
@@ -164,6 +190,10 @@ class ChameleonImages:
 
     def __init__(self, llm, image_processor):
         self.model, self.image_processor = llm.model, image_processor
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.vqmodel
 
     def pixels(self, image) -> torch.Tensor:
         return self.image_processor([image], return_tensors="pt")["pixel_values"][0]

@@ -47,7 +47,7 @@ class HF(BackboneFamily):
         tokenizer.add_special_tokens({"additional_special_tokens": EXTRA_SPECIAL_TOKENS})
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        llm = AutoModelForCausalLM.from_pretrained(cfg.llm)
+        llm = AutoModelForCausalLM.from_pretrained(cfg.llm, attn_implementation=cfg.attn_implementation)
         llm.resize_token_embeddings(len(tokenizer))
         image_encoder = audio_encoder = image_processor = feature_extractor = None
         if cfg.image_encoder:
