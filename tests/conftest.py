@@ -498,3 +498,11 @@ def save_tiny_chameleon(words: list[str], out: Path, codebook_size: int = 16) ->
     ChameleonForConditionalGeneration(config).save_pretrained(out)
     ChameleonImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def contract(tmp_path_factory, default_params):
+    """The contract's suites, artifacts, start models and base scores (tests/contract_kit.py), once a session."""
+    from contract_kit import build_contract
+
+    return build_contract(tmp_path_factory.mktemp("contract"), default_params)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from contract_kit import SEED, run_method, setting_for
 from safetensors.torch import load_file
-from test_contract import SEED, contract, run_method, setting_for  # noqa: F401 (the fixture)
 
 from mmcl.config.fingerprint import to_plain
 from mmcl.core import paths
@@ -135,7 +135,7 @@ def two_process_params(ctx) -> dict:
 
 
 @pytest.mark.slow
-def test_every_method_trains_the_same_weights_on_two_processes(contract, tmp_path, repo_root):  # noqa: F811
+def test_every_method_trains_the_same_weights_on_two_processes(contract, tmp_path, repo_root):
     """Each method's last stage of the contract's runs (test_contract.py: its previous stage, teacher and
     replay artifacts), trained again by one process and by 2, gives the same weights (measured: the same
     bits for every method). The two runs take 45 s on 2 cores; the contract's suites and runs ~4 min more."""
