@@ -80,16 +80,19 @@ def test_unknown_hub_id_names_the_setting_and_the_fix(repo_root):
 
 def run_training(spec: dict) -> int:
     """Peak RSS growth (bytes) of a few AdamW steps of a random-init Llama, in a fresh process, over its RSS
-    after the imports (their own transient peak varies, so not ru_maxrss there). glibc's mmap threshold is
-    fixed so that freed tensors go back to the system: RSS then follows live tensors, not a retained heap."""
+    after the imports. The peak is the process's own high-water mark (VmHWM), reset after the imports (their
+    transient peak varies); not ru_maxrss, which Linux carries over from the forking parent (pytest, large
+    late in a full run). glibc's mmap threshold is fixed so that freed tensors go back to the system: RSS then
+    follows live tensors, not a retained heap."""
     code = r"""
-import json, os, resource, sys
+import json, os, sys
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 torch.manual_seed(0)
+open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM to the current RSS
 base = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 model = LlamaForCausalLM(LlamaConfig(**spec["config"], attn_implementation=spec["attn"]))
 if spec["checkpointing"]:
@@ -101,7 +104,8 @@ for _ in range(2):  # the second step holds AdamW's moments too
     model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024))
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps((peak - base) * 1024))
 """
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(

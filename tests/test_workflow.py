@@ -65,7 +65,8 @@ def test_one_alignment_per_backbone_is_where_every_run_starts(repo_root, params_
     for backbone, checkpoint in aligned.items():
         base = f"results/llava-synth/{backbone}/base/checkpoint"
         (align,) = [c for c in commands if " align " in c and f"--backbone {backbone} " in c]
-        assert f"--base {base} --out {checkpoint}" in align
+        assert f"--base {base} " in align and f"--out {checkpoint} " in align
+        assert f"--features results/llava-synth/{backbone}/features " in align  # the cached encoder outputs
         mine = [c for c in commands if f"/{backbone}/" in c]
         stages = [c for c in mine if " train-stage " in c or "--checkpoint" in c]  # trained or evaluated
         assert len(stages) == 2 * 2 * 4 * 2 and all(f"--base {checkpoint} " in c for c in stages)
