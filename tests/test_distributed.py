@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -248,13 +249,50 @@ def test_deepspeed_zero2_trains_a_stage_in_micro_batches(tiny_suite, tiny_base, 
 # ACCELERATE_USE_CPU=1 the processes form a MULTI_CPU (gloo) group and the FSDP plugin is dropped
 # (AcceleratorState gets none), and FSDP1 refuses fsdp_sync_module_states on CPU. Torch's FSDP itself runs
 # on gloo (a torchrun of FSDP1 over 2 CPU processes trains), but not under `accelerate launch`, as stages run.
-@pytest.mark.skipif(
-    torch.cuda.device_count() < 2,
-    reason="FSDP needs 2 CUDA GPUs: Accelerate runs FSDP only on accelerator devices (with ACCELERATE_USE_CPU=1 "
-    "it drops the FSDP plugin for a MULTI_CPU run, and FSDP1 refuses sync_module_states on CPU)",
+FSDP_NEEDS = (
+    "FSDP needs 2 CUDA GPUs: Accelerate runs FSDP only on accelerator devices (with ACCELERATE_USE_CPU=1 "
+    "it drops the FSDP plugin for a MULTI_CPU run, and FSDP1 refuses sync_module_states on CPU)"
 )
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason=FSDP_NEEDS)
 def test_fsdp_trains_and_saves_a_stage_on_two_gpus(tiny_suite, tiny_base, tmp_path, repo_root):
     compare_with_one_process(tiny_suite, tiny_base, tmp_path, repo_root, "fsdp", 2)
+
+
+def killed_then_resumed(tiny_suite, tiny_base, tmp_path, repo_root, strategy: str) -> None:
+    """A stage under ``strategy`` killed (SIGKILL, as a node failure) once a sharded resumable state exists,
+    then re-run: it resumes from every rank's shard to an uninterrupted run's weights."""
+    processes = min(torch.cuda.device_count(), 2)
+    stage = [*launch(repo_root, strategy, processes), *stage_args(tiny_suite, tiny_base, tmp_path, micro_batch_size=2)]
+    run([*stage, "--out", tmp_path / "whole"], tmp_path, os.environ)
+    config = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    config["train"]["checkpoint_minutes"] = 1e-4  # a state after every step
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    out = tmp_path / "stopped"
+    state = paths.resume_dir(out) / "state.json"
+    job = subprocess.Popen([str(p) for p in [*stage, "--out", out]], cwd=tmp_path, start_new_session=True)
+    while job.poll() is None and not (state.exists() and json.loads(state.read_text())["step"] >= 5):
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert state.exists() and not out.exists(), "killed mid-stage, after a state was saved"
+    log = run([*stage, "--out", out], tmp_path, os.environ)
+    assert "resuming at step" in log, log[-3000:]
+    whole, resumed = (load_file(tmp_path / d / "model.safetensors") for d in ("whole", "stopped"))
+    diff = max((whole[key] - resumed[key]).abs().max().item() for key in whole)
+    print(f"{strategy}: max |uninterrupted - resumed| {diff:.2e}")
+    assert diff <= ATOL_GPU
+
+
+@pytest.mark.skipif(bool(WITHOUT_DEEPSPEED), reason=f"DeepSpeed needs {' and '.join(WITHOUT_DEEPSPEED)}: missing here")
+def test_deepspeed_zero2_resumes_a_killed_stage_from_its_shards(tiny_suite, tiny_base, tmp_path, repo_root):
+    killed_then_resumed(tiny_suite, tiny_base, tmp_path, repo_root, "deepspeed_zero2")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason=FSDP_NEEDS)
+def test_fsdp_resumes_a_killed_stage_from_its_shards(tiny_suite, tiny_base, tmp_path, repo_root):
+    killed_then_resumed(tiny_suite, tiny_base, tmp_path, repo_root, "fsdp")
 
 
 @pytest.mark.parametrize(("name", "kind"), [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED")])

@@ -150,3 +150,48 @@ def test_kill_9_mid_stage_then_rerun_gives_the_uninterrupted_matrix(tmp_path, ti
     assert "does not match its recorded SHA-256" in again.stdout + again.stderr
     assert list(damaged.parent.parent.glob("checkpoint.corrupt-*"))
     assert matrix(project, 0) == matrix(reference_grid, 0)
+
+
+def test_a_sharded_state_restores_what_it_saved_and_refuses_another_run(tmp_path):
+    """The wrapper FSDP and DeepSpeed stages save through (their own shard formats run on GPUs only:
+    tests/test_distributed.py), here around a single process's Accelerate state."""
+    import torch
+    from accelerate import Accelerator
+
+    from mmcl.engine.resume import discard_state, load_sharded_state, save_sharded_state
+
+    def prepared(seed: int):
+        """A fresh run's accelerator (one per process in a stage) and what it prepared."""
+        torch.manual_seed(seed)
+        accelerator = Accelerator(cpu=True)
+        model = torch.nn.Linear(4, 3)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+        return accelerator, *accelerator.prepare(model, optimizer, scheduler)
+
+    accelerator, model, optimizer, scheduler = prepared(0)
+    for _ in range(3):
+        model(torch.randn(2, 4)).square().sum().backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    path = tmp_path / "checkpoint.resume"
+    save_sharded_state(path, accelerator, step=3, losses=[1.5], fingerprint="run-a")
+    assert not path.with_name("checkpoint.resume.partial").exists(), "the finished save replaced its partial copy"
+
+    logged: list[str] = []
+    accelerator, again, optimizer_again, scheduler_again = prepared(1)
+    assert load_sharded_state(path, accelerator, fingerprint="run-a", log=logged.append) == (3, [1.5])
+    assert all(a.equal(b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+    moments = [[state["exp_avg"] for state in o.state_dict()["state"].values()] for o in (optimizer, optimizer_again)]
+    assert all(a.equal(b) for a, b in zip(*moments, strict=True))
+    assert scheduler_again.state_dict()["last_epoch"] == 3
+
+    assert load_sharded_state(path, accelerator, fingerprint="run-b", log=logged.append) == (0, [])
+    assert "other settings" in logged[-1]
+    shard = next(file for file in path.rglob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-8] + bytes(8))
+    assert load_sharded_state(path, accelerator, fingerprint="run-a", log=logged.append) == (0, [])
+    assert "damaged" in logged[-1]
+    discard_state(path)
+    assert not path.exists()

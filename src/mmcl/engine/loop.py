@@ -38,14 +38,14 @@ from mmcl.core.registry import ConfigError
 from mmcl.data.records import Sample
 from mmcl.engine.batching import IGNORE, Collator, InstructionDataset, Item
 from mmcl.engine.precision import place_weights, resolve
-from mmcl.engine.resume import load_state, save_state
+from mmcl.engine.resume import load_sharded_state, load_state, save_sharded_state, save_state
 from mmcl.engine.sampling import GroupedStepSampler, StepSampler
 from mmcl.engine.schedules import make_scheduler
 
 PREEMPTED = 75  # EX_TEMPFAIL: "try again later"; the job's retry resumes from the saved state
 BUCKET = 2**25  # gradient elements all-reduced at once (128 MB in fp32)
-# Strategies whose optimizer state is split between the processes: rank 0 alone cannot save it as a
-# resumable state (mmcl.engine.resume), so under them a preempted stage starts over.
+# Strategies whose optimizer state is split between the processes: every rank saves its shard of a
+# resumable state (mmcl.engine.resume.save_sharded_state), and they keep their own dtypes.
 SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 clock = time.monotonic  # wall time between resumable states (a name of its own, for tests to replace)
 
@@ -301,11 +301,11 @@ def fit(
     configure_strategy(accelerator, model, settings)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     fingerprint = settings.resume_fingerprint() + f"|{len(dataset)}|{accelerator.num_processes}"
-    if resume_dir is not None and accelerator.distributed_type in SHARDED:
-        log(f"no resumable states under {accelerator.distributed_type.value}: a preempted stage starts over")
-        resume_dir = None
+    sharded = accelerator.distributed_type in SHARDED
     start, losses = 0, []
-    if resume_dir is not None:
+    if resume_dir is not None and sharded:
+        start, losses = load_sharded_state(resume_dir, accelerator, fingerprint=fingerprint, log=log)
+    elif resume_dir is not None:
         start, losses = load_state(
             resume_dir,
             model=accelerator.unwrap_model(model),
@@ -371,7 +371,9 @@ def fit(
         return total
 
     def checkpoint(step: int) -> None:
-        if resume_dir is not None and accelerator.is_main_process:
+        if resume_dir is not None and sharded:
+            save_sharded_state(resume_dir, accelerator, step=step, losses=losses, fingerprint=fingerprint)
+        elif resume_dir is not None and accelerator.is_main_process:
             save_state(
                 resume_dir,
                 step=step,

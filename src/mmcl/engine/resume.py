@@ -1,17 +1,20 @@
 """A stage's resumable training state, saved every ``train.checkpoint_minutes`` of wall time (and every
-``train.checkpoint_every`` steps) and when Slurm warns of preemption. Rank 0 writes it from its own
-replicas, which only one process or DDP has whole: under FSDP and DeepSpeed (optimizer state split
-between the processes) the loop writes none, and a preempted stage starts over.
+``train.checkpoint_every`` steps) and when Slurm warns of preemption.
 
 ``<checkpoint>.resume/`` beside the stage's final checkpoint (which Snakemake owns and deletes when a
-job fails; this directory it leaves alone)::
+job fails; this directory it leaves alone). With one process or DDP, rank 0 writes it from its own
+replicas, which are whole::
 
     state.safetensors   trainable parameters, optimizer moments, RNG states
     state.json          step, scheduler and optimizer settings, losses so far, the run's fingerprint
                         and the SHA-256 of state.safetensors
 
-Only safetensors and JSON: loading never unpickles anything. The data position needs no saving: a
-step's batch is a function of (seed, step) (``mmcl.engine.sampling``).
+Only safetensors and JSON: loading never unpickles anything. Under FSDP and DeepSpeed, where each rank
+holds a shard of the parameters or optimizer state, every rank writes its own shard through
+``Accelerator.save_state`` (FSDP's sharded state dict, the DeepSpeed engine's checkpoint; their formats
+pickle the optimizer's settings and RNG states, which this job wrote itself) and ``state.json`` records
+the step, losses, fingerprint and every file's SHA-256. The data position needs no saving: a step's
+batch is a function of (seed, step) (``mmcl.engine.sampling``).
 """
 
 from __future__ import annotations
@@ -98,5 +101,46 @@ def load_state(path: Path, *, model, optimizer, scheduler, fingerprint: str, log
     return meta["step"], meta["losses"]
 
 
+def save_sharded_state(path: Path, accelerator, *, step: int, losses: list[float], fingerprint: str) -> None:
+    """Every rank writes its shard into a sibling directory, which replaces ``path`` once all have: a
+    preemption mid-save leaves the previous state. Call on every rank (the directory must be shared)."""
+    partial = path.with_name(path.name + ".partial")
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(partial)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        meta = {"step": step, "fingerprint": fingerprint, "losses": losses, "sha256": _digests(partial)}
+        (partial / META).write_text(json.dumps(meta) + "\n")
+        shutil.rmtree(path, ignore_errors=True)
+        partial.replace(path)
+    accelerator.wait_for_everyone()
+
+
+def load_sharded_state(path: Path, accelerator, *, fingerprint: str, log) -> tuple[int, list[float]]:
+    """``load_state``'s counterpart for ``save_sharded_state``: every rank reads its shard into the prepared
+    model, optimizer and scheduler. Call on every rank, after ``accelerator.prepare``."""
+    if not (path / META).exists():
+        return 0, []
+    meta = json.loads((path / META).read_text())
+    if meta.get("fingerprint") != fingerprint:
+        log(f"{path}: saved by a run with other settings; starting the stage from its beginning")
+        return 0, []
+    if _digests(path) != meta.get("sha256"):
+        log(f"{path}: damaged (its files' SHA-256 do not match their record); starting the stage from its beginning")
+        return 0, []
+    accelerator.load_state(path)
+    log(f"resuming at step {meta['step']} from {path}")
+    return meta["step"], meta["losses"]
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    files = sorted(file for file in directory.rglob("*") if file.is_file() and file.name != META)
+    return {str(file.relative_to(directory)): sha256_file(file) for file in files}
+
+
 def discard_state(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path.with_name(path.name + ".partial"), ignore_errors=True)
