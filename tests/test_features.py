@@ -121,3 +121,47 @@ def test_an_interrupted_job_resumes_after_its_last_shard(tiny_suite, tiny_base, 
     for modality, rows in resumed.rows.items():
         for name in rows:
             torch.testing.assert_close(resumed.load(modality, data / name), whole.load(modality, data / name))
+
+
+def test_audio_reaches_the_llm_at_its_clip_length_decoded_or_cached(tiny_suite, tiny_base, tmp_path):
+    """A clip shorter than the encoder's window (Whisper pads to 30 s) gives the LLM only the positions it
+    fills, whether decoded at every step or read from the cache, which stores it cut: the two train alike."""
+    import math
+
+    import soundfile
+
+    from mmcl.data.families import suite_families
+    from mmcl.data.records import load_split
+    from mmcl.engine.batching import Collator, InstructionDataset
+
+    params, original = tiny_suite
+    data = tmp_path / "data"
+    shutil.copytree(original, data)
+    samples = load_split(data, ["audio_cap"], "train")
+    shortened = sorted({s.media[0] for s in samples})[::2]  # every other clip, to 40% of its length
+    for name in shortened:
+        wave, rate = soundfile.read(data / name, dtype="float32")
+        soundfile.write(data / name, wave[: int(0.4 * len(wave))], rate)
+    out = tmp_path / "features"
+    encode_suite_media(params, "micl-synth", "tiny", data, tiny_base, out, log=QUIET)
+
+    model, processor = load_base(tiny_base)
+    full = model.num_media_tokens["audio"]
+    store = attach(model, processor, out, tiny_base, data, log=QUIET)
+    short = next(s for s in samples if s.media[0] in shortened)
+    whole = next(s for s in samples if s.media[0] not in shortened)
+    assert store.load("audio", data / short.media[0]).shape[0] == math.ceil(0.4 * full) < full
+    assert store.load("audio", data / whole.media[0]).shape[0] == full
+
+    placeholder = model.media_token_ids["audio"]
+    collator = Collator.for_model(model, suite_families(params.suites["micl-synth"]))
+    for reader in (processor, store):
+        dataset = InstructionDataset([short, whole], data, reader)
+        batch = collator.train_batch([dataset[0], dataset[1]])
+        assert (batch["input_ids"] == placeholder).sum(1).tolist() == [math.ceil(0.4 * full), full]
+
+    job = StageJob("micl-synth", "tiny", "finetune", 0, "audio_cap", data, tiny_base, None, None)
+    train_stage(params, job, tmp_path / "decoded", log=QUIET)
+    train_stage(params, StageJob(**{**job.__dict__, "features_dir": out}), tmp_path / "cached", log=QUIET)
+    losses = [json.loads((tmp_path / d / "meta.json").read_text())["losses"] for d in ("decoded", "cached")]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)  # the stated tolerance of the test above

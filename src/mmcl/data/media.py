@@ -7,6 +7,7 @@ counts, media that fail here) use the same readers, so a file that converts is a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +57,22 @@ def read_audio(path: Path, rate: int | None = None) -> np.ndarray:
     import soxr
 
     return soxr.resample(mono, native, rate).astype(np.float32)
+
+
+def audio_seconds(path: Path) -> float:
+    """A clip's duration from its header, without decoding it."""
+    import soundfile
+
+    try:
+        return soundfile.info(str(path)).duration
+    except (OSError, RuntimeError) as err:
+        raise MediaError(path, "audio file", str(err)) from None
+
+
+def window_positions(full: int, share: float | None) -> int:
+    """Encoder positions that hold a file's content: ``full`` for an input that fills its window (``share``
+    None), else the ``share`` of them it fills, rounded up (a Whisper position is 20 ms of the 30 s window)."""
+    return full if share is None else max(1, math.ceil(round(full * share, 6)))
 
 
 def read_frames(path: Path, count: int) -> list:
@@ -134,3 +151,10 @@ class MediaProcessor:
             features = self.feature_extractor(read_audio(path, rate), sampling_rate=rate, return_tensors="pt")
             return next(iter(features.values()))[0]  # input_features (log-mel) or input_values (waveform)
         raise ValueError(f"no encoder input for modality '{modality}'")
+
+    def window_share(self, modality: str, path: Path) -> float | None:
+        """The share of its encoder's fixed input window a file fills, for audio that the feature extractor
+        pads to a window (Whisper: 30 s); None for inputs that fill it whatever the file (images, frames).
+        Only that share of the encoder's outputs reaches the LLM (``window_positions``)."""
+        window = getattr(self.feature_extractor, "chunk_length", None) if modality == "audio" else None
+        return min(1.0, audio_seconds(path) / window) if window else None

@@ -5,7 +5,8 @@ target and ``[eos]`` are supervised (unless ``supervise_prompt``: stage 0 is pla
 modelling). A multiple-choice sample is scored as one sequence per option,
 ``[bos] <media placeholders> instruction <answer> option``, labelled on the option's tokens. Each
 media placeholder is repeated as many times as its encoder yields tokens, so that
-``MultimodalLM.embed`` can replace them one for one. Batches may mix modalities (joint training):
+``MultimodalLM.embed`` can replace them one for one; audio padded to its encoder's window (Whisper's
+30 s) gets only the positions of its real length (``Item.share``). Batches may mix modalities (joint training):
 media tensors are grouped per modality in sample order.
 
 A unified backbone (``mmcl.models.backbones.unified``) loads an image as its token ids (``<img> codes </img>``),
@@ -24,10 +25,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from mmcl.data.families import TaskFamily
-from mmcl.data.media import MediaProcessor
+from mmcl.data.media import MediaProcessor, window_positions
 from mmcl.data.records import Sample
 from mmcl.data.vocab import ANSWER_TOKEN, IGNORE, MEDIA_TOKENS
 
@@ -36,6 +38,7 @@ class Item(NamedTuple):
     sample: Sample
     media: torch.Tensor | None  # encoder input (floats), or token ids (a unified backbone's image)
     draw: int  # the position it was drawn at: seeds the random choices about it
+    share: float | None = None  # of its encoder's input window the media fills (padded audio); None: all
 
 
 def is_tokens(media: torch.Tensor | None) -> bool:
@@ -58,7 +61,8 @@ class InstructionDataset(Dataset):
         path = self.data_dir / sample.media[0]
         if not path.exists():
             raise FileNotFoundError(f"{path}: media file of sample {sample.id} is missing; re-run `mmcl prepare`")
-        return Item(sample, self.processor.load(sample.modality, path), position)
+        media = self.processor.load(sample.modality, path)
+        return Item(sample, media, position, self.processor.window_share(sample.modality, path))
 
 
 class Collator:
@@ -89,14 +93,14 @@ class Collator:
     def _words(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prompt_ids(self, sample: Sample, media: torch.Tensor | None = None) -> list[int]:
+    def prompt_ids(self, sample: Sample, media: torch.Tensor | None = None, share: float | None = None) -> list[int]:
         ids = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
         if sample.modality in MEDIA_TOKENS and not self.families[sample.task].media_in_target:
             if is_tokens(media):
                 ids += media.tolist()
             else:
                 placeholder = self.tokenizer.convert_tokens_to_ids(MEDIA_TOKENS[sample.modality])
-                ids += [placeholder] * self.num_media_tokens[sample.modality]
+                ids += [placeholder] * window_positions(self.num_media_tokens[sample.modality], share)
         return ids + self._words(sample.instruction) + [self.answer_id]
 
     def _target(self, sample: Sample, media: torch.Tensor | None, rng: random.Random) -> list[int]:
@@ -119,10 +123,11 @@ class Collator:
 
     def _media(self, items: list[Item]) -> dict[str, torch.Tensor]:
         grouped: dict[str, list[torch.Tensor]] = {}
-        for sample, media, _ in items:
-            if media is not None and not is_tokens(media):
-                grouped.setdefault(sample.modality, []).append(media)
-        return {modality: torch.stack(tensors) for modality, tensors in grouped.items()}
+        for item in items:
+            if item.media is not None and not is_tokens(item.media):
+                grouped.setdefault(item.sample.modality, []).append(item.media)
+        # cached audio features are as long as their clips: padded to the longest (embed reads each row's own)
+        return {modality: pad_sequence(tensors, batch_first=True) for modality, tensors in grouped.items()}
 
     def _right_padded(self, sequences: list[list[int]], labels: list[list[int]], items: list[Item]) -> dict:
         """Sequences and their labels padded on the right, with the media of ``items`` (one per sequence)."""
@@ -138,8 +143,8 @@ class Collator:
     def train_batch(self, items: list[Item]) -> dict:
         """Right-padded sequences with labels on the answer (or everything, for stage-0 LM training)."""
         sequences, labels = [], []
-        for sample, media, draw in items:
-            prompt = self.prompt_ids(sample, media)
+        for sample, media, draw, share in items:
+            prompt = self.prompt_ids(sample, media, share)
             rng = random.Random(f"{self.seed}:{draw}")
             target = [*self._target(sample, media, rng), self.tokenizer.eos_token_id]
             self._check_length(sample, len(prompt) + len(target))
@@ -153,7 +158,7 @@ class Collator:
         labelled on the option's tokens only (no ``[eos]``, as lm-evaluation-harness scores a continuation)."""
         sequences, labels, rows = [], [], []
         for item in items:
-            prompt = self.prompt_ids(item.sample, item.media)
+            prompt = self.prompt_ids(item.sample, item.media, item.share)
             for option in item.sample.options:
                 continuation = self._words(option)
                 self._check_length(item.sample, len(prompt) + len(continuation))
@@ -164,9 +169,9 @@ class Collator:
 
     def generation_batch(self, items: list[Item]) -> dict:
         """Left-padded prompts (generation appends to the right end)."""
-        prompts = [self.prompt_ids(item.sample, item.media) for item in items]
-        for (sample, _, _), prompt in zip(items, prompts, strict=True):
-            self._check_length(sample, len(prompt))
+        prompts = [self.prompt_ids(item.sample, item.media, item.share) for item in items]
+        for item, prompt in zip(items, prompts, strict=True):
+            self._check_length(item.sample, len(prompt))
         width = max(map(len, prompts))
         pad = self.tokenizer.pad_token_id
         return {

@@ -4,10 +4,12 @@ With frozen encoders (the default), decoding, pre-processing and encoding a file
 every step of every stage, method and seed of a suite. ``mmcl encode-media`` computes it once per (suite,
 backbone) and training, teaching, evaluation and the gradient diagnostics read it instead:
 
-    features.json                 dtype, the encoder fingerprint, and per modality its shape and shards
-    <modality>-<nnnnn>.safetensors   ``rows``: (files, tokens, width) encoder outputs (bf16 on a GPU, else
-                                  fp32), video already reduced over frames; a unified backbone's images
-                                  as their token ids (int32)
+    features.json                 format, dtype, the encoder fingerprint, per modality its shape and shards
+    <modality>-<nnnnn>.safetensors   ``rows``: the files' encoder outputs (bf16 on a GPU, else fp32) one
+                                  after another, (tokens, width) each, and ``offsets``: where each file's
+                                  rows start. Video is already reduced over frames, audio cut to the
+                                  positions its clip fills of the encoder's window (Whisper pads to 30 s),
+                                  a unified backbone's images are their token ids (int32)
     <modality>.json               the files' paths under the data directory, in row order
 
 Shards are written one by one into ``<out>.partial/`` and kept there, so an interrupted job resumes after
@@ -33,9 +35,11 @@ from tqdm.auto import tqdm
 from mmcl.config.fingerprint import digest
 from mmcl.core.integrity import RECORD, CheckpointError, seal, verify
 from mmcl.core.io import write_json
+from mmcl.data.media import window_positions
 from mmcl.data.records import load_split
 
 MANIFEST = "features.json"
+FORMAT = 2  # 2: rows as long as their media (audio cut to its clip), with offsets
 SHARD_BYTES = 2**30  # rows per shard file: about 1 GB
 
 
@@ -70,13 +74,22 @@ def cache_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
 
 
+def encoded_rows(model, processor, modality: str, paths: list[Path]) -> list[torch.Tensor]:
+    """What the cache keeps of each file: ``model.encode_files``'s row, cut to the positions the file fills."""
+    encoded = model.encode_files(processor, modality, paths).cpu()
+    return [
+        row[: window_positions(len(row), processor.window_share(modality, path))]
+        for row, path in zip(encoded, paths, strict=True)
+    ]
+
+
 @dataclass
 class Written:
     modality: str
     shards: int
     rows: int
     per_shard: int  # rows per shard file
-    shape: list[int]  # of one row
+    shape: list[int]  # of a file's rows filling its whole window
 
 
 def encode_media(
@@ -102,11 +115,13 @@ def encode_media(
                 rows = []
                 for at in range(0, len(chunk), batch_size):
                     paths = [Path(data_dir) / f for f in chunk[at : at + batch_size]]
-                    rows.append(model.encode_files(processor, modality, paths).cpu())
+                    rows += encoded_rows(model, processor, modality, paths)
                     bar.update(len(paths))
                 tensor = torch.cat(rows)
+                offsets = torch.tensor([0, *(len(row) for row in rows)]).cumsum(0)
                 tmp = shard.with_suffix(".tmp")
-                save_file({"rows": tensor if not tensor.is_floating_point() else tensor.to(dtype)}, tmp)
+                tensor = tensor if not tensor.is_floating_point() else tensor.to(dtype)
+                save_file({"rows": tensor, "offsets": offsets}, tmp)
                 os.replace(tmp, shard)
             else:
                 bar.update(len(chunk))
@@ -125,7 +140,8 @@ def write_manifest(out_dir: Path, base_dir: Path, written: dict[str, Written]) -
         m: str(safe_open(out_dir / f"{m}-00000.safetensors", "pt").get_slice("rows").get_dtype()) for m in written
     }
     entries = {m: {**asdict(w), "dtype": dtypes[m]} for m, w in written.items()}
-    write_json(out_dir / MANIFEST, {"encoders": encoder_fingerprint(base_dir), "modalities": entries})
+    manifest = {"format": FORMAT, "encoders": encoder_fingerprint(base_dir), "modalities": entries}
+    write_json(out_dir / MANIFEST, manifest)
     seal(out_dir)
 
 
@@ -150,7 +166,7 @@ class FeatureStore:
             }
             for modality in self.modalities
         }
-        self._handles: dict[tuple[int, str], object] = {}
+        self._handles: dict[tuple[int, str], tuple[object, list[int]]] = {}  # an open shard and its offsets
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name == "processor":  # pickling and copying look these up before __init__
@@ -179,8 +195,10 @@ class FeatureStore:
         per_shard = self.modalities[modality]["per_shard"]
         key = (os.getpid(), f"{modality}-{row // per_shard:05d}.safetensors")
         if key not in self._handles:
-            self._handles[key] = safe_open(self.directory / key[1], framework="pt")
-        return self._handles[key].get_slice("rows")[row % per_shard]
+            shard = safe_open(self.directory / key[1], framework="pt")
+            self._handles[key] = shard, shard.get_tensor("offsets").tolist()
+        shard, offsets = self._handles[key]
+        return shard.get_slice("rows")[offsets[row % per_shard] : offsets[row % per_shard + 1]]
 
 
 def attach(model, processor, features_dir: Path, base_dir: Path, data_dir: Path, log=print) -> FeatureStore:
@@ -189,6 +207,11 @@ def attach(model, processor, features_dir: Path, base_dir: Path, data_dir: Path,
     features_dir = Path(features_dir)
     verify(features_dir)
     manifest = json.loads((features_dir / MANIFEST).read_text())
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{features_dir}: written by an older mmcl (cache format {manifest.get('format', 1)}, this one reads "
+            f"{FORMAT}); delete it and re-run `mmcl encode-media` (the workflow's rule encode_media)"
+        )
     if manifest["encoders"] != encoder_fingerprint(base_dir):
         raise CheckpointError(
             f"{features_dir}: computed with other encoders or video settings than {base_dir}'s; "
@@ -196,7 +219,7 @@ def attach(model, processor, features_dir: Path, base_dir: Path, data_dir: Path,
         )
 
     def encode(modality: str, path: Path) -> torch.Tensor:
-        return model.encode_files(processor, modality, [path])[0].cpu()
+        return encoded_rows(model, processor, modality, [path])[0]
 
     store = FeatureStore(features_dir, processor, data_dir, encode, log)
     model.cached = frozenset(store.modalities)

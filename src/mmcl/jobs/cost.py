@@ -40,12 +40,13 @@ activations.
 Decoding (evaluate) is bound by memory bandwidth: every step of a batch reads all weights once, at 40% of
 the GPU's bandwidth.
 
-Sequence lengths: media tokens per input (CLIP ViT-L/14: 257 at 224 px, 577 at 336; Whisper: 1500 frames;
-video: frames × tokens with ``temporal: concat``; Chameleon: 1026 image tokens) plus ``TEXT_TOKENS``, a
-planning length of each dataset's prompt and answer (a batch is padded to its longest sample, so these are
-long rather than mean lengths). The extra sequences a method's loss runs (LwF's pool samples, MoInCL's
-pseudo and instruction samples, MoDE's distillation pairs) run with every micro-batch (``mmcl.engine.loop``):
-their activations add to a micro-batch's, and their FLOPs count once per micro-batch.
+Sequence lengths: media tokens per input (CLIP ViT-L/14: 257 at 224 px, 577 at 336; Whisper: 50 per second of
+a clip, ``AUDIO_SECONDS``, the 1500 of its 30 s window cut to the clip's length; video: frames × tokens with
+``temporal: concat``; Chameleon: 1026 image tokens) plus ``TEXT_TOKENS``, a planning length of each dataset's
+prompt and answer (a batch is padded to its longest sample, so these are long rather than mean lengths). The
+extra sequences a method's loss runs (LwF's pool samples, MoInCL's pseudo and instruction samples, MoDE's
+distillation pairs) run with every micro-batch (``mmcl.engine.loop``): their activations add to a micro-
+batch's, and their FLOPs count once per micro-batch.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from mmcl.config.schema import JobResources, MethodConfig, Params
 from mmcl.core import paths
 from mmcl.core.plan import Stage, plan_stages
 from mmcl.core.registry import ConfigError
+from mmcl.data.media import window_positions
 from mmcl.methods import METHODS
 from mmcl.models.backbones import BACKBONES
 from mmcl.models.shapes import BackboneShape, Linear, Shape, backbone_shape
@@ -128,6 +130,10 @@ TEXT_TOKENS = {
     "last_word": TextLength(48, 2),
     "generation": TextLength(16, 8),
 }
+# Planning clip length of a dataset's audio in seconds, by adapter (long rather than mean clips): the LLM
+# sees the positions of the clip's share of its encoder's window. Other adapters' clips fill the window;
+# an embedded suite's are its world's audio_seconds.
+AUDIO_SECONDS = {"audiocaps": 10.0, "clotho_aqa": 30.0}
 LIKELIHOOD_FAMILIES = ("multiple_choice",)  # evaluated by scoring every position, not by generating
 
 
@@ -563,7 +569,7 @@ ASSUMPTIONS = (
     f"  GPU-hours: FLOPs / ({EFFICIENCY:.0%} of the bf16 peak): trained parts 6·N·tokens, frozen parts the gradient",
     "    passes 4·N·tokens, frozen encoders 2·N·tokens, attention 4·L·s·h per token forward (x3 with backward),",
     "    checkpointing one more forward; decoding: every step of a batch reads all weights at 40% of the bandwidth",
-    "  sequences: media tokens (CLIP 257/577, Whisper 1500, video frames x tokens with concat, Chameleon 1026)",
+    "  sequences: media tokens (CLIP 257/577, Whisper 50/s of clip, video frames x tokens with concat, Chameleon 1026)",
     "    + a planning length of each dataset's prompt and answer (mmcl.jobs.cost.TEXT_TOKENS)",
     "  micro: train.micro_batch_size (all training jobs), capped at the process's share of the batch",
 )
@@ -583,16 +589,29 @@ class Estimator:
         self.eager = self.config.attn_implementation == "eager"
         self.supervised_only = supervised_only
 
+    def adapter(self, task: str) -> str | None:
+        config = self.suite.tasks.get(task)
+        return self.params.datasets[config.dataset].adapter if config and config.dataset else None
+
     def text(self, task: str) -> TextLength:
-        config = self.suite.tasks[task]
-        adapter = self.params.datasets[config.dataset].adapter if config.dataset else None
-        return TEXT_TOKENS.get(adapter) or TEXT_TOKENS.get(config.family, TEXT_TOKENS["qa"])
+        return TEXT_TOKENS.get(self.adapter(task)) or TEXT_TOKENS.get(self.suite.tasks[task].family, TEXT_TOKENS["qa"])
+
+    def media_positions(self, task: str, modality: str | None) -> int:
+        """LLM positions one input of ``modality`` occupies in ``task``: audio its clip's share of the window."""
+        full = self.shape.media_tokens.get(modality, 0) if modality else 0
+        if modality != "audio" or not full:
+            return full
+        config = self.suite.tasks.get(task)
+        seconds = self.suite.world.audio_seconds if config and not config.dataset else None
+        seconds = AUDIO_SECONDS.get(self.adapter(task), seconds)
+        window = full / self.shape.audio_positions_per_s
+        return window_positions(full, None if seconds is None else min(1.0, seconds / window))
 
     def rows(self, task: str, count: int, text: TextLength | None = None, modality: str | None = "task") -> Rows:
         """``count`` sequences of ``task`` (or, with ``text``/``modality``, of that text and media)."""
         text = text or self.text(task)
         modality = self.suite.tasks[task].modality if modality == "task" else modality
-        media = self.shape.media_tokens.get(modality, 0) if modality else 0
+        media = self.media_positions(task, modality)
         return Rows(count, media + text.prompt + text.answer + SPECIAL_TOKENS, text.answer + 1, media, modality)
 
     def training_memory(

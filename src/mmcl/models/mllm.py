@@ -183,17 +183,24 @@ class MultimodalLM(nn.Module):
         return projector_module(feats.to(projector_module[0].weight.dtype))
 
     def embed(self, input_ids: torch.Tensor, media: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Token embeddings with every modality's placeholders replaced by its projected features."""
+        """Token embeddings with every modality's placeholders replaced by its projected features: each
+        sequence's first n, for its n placeholders (fewer than the encoder's positions for audio shorter
+        than the encoder's window, ``mmcl.engine.batching``)."""
         embeds = self.llm.get_input_embeddings()(input_ids)
         for modality, inputs in media.items():
             feats = self.encode(modality, inputs).to(embeds.dtype)
-            mask = (input_ids == self.media_token_ids[modality]).unsqueeze(-1)
-            if mask.sum() != feats.numel() // feats.shape[-1]:
+            mask = input_ids == self.media_token_ids[modality]
+            counts = mask.sum(1)
+            counts = counts[counts > 0]  # the sequences with this modality's media, in batch order
+            longest = int(counts.max()) if len(counts) else 0
+            if len(counts) != feats.shape[0] or longest > feats.shape[1]:
                 raise ValueError(
-                    f"{modality}: {int(mask.sum())} placeholder tokens but {feats.shape[0] * feats.shape[1]} "
-                    "media tokens; the collator and the encoder disagree on the number of media tokens"
+                    f"{modality}: {len(counts)} sequences with up to {longest} placeholder "
+                    f"tokens but {feats.shape[0]} media inputs of {feats.shape[1]} tokens; the collator and the "
+                    "encoder disagree on the number of media tokens"
                 )
-            embeds = embeds.masked_scatter(mask, feats)
+            used = torch.arange(feats.shape[1], device=feats.device) < counts[:, None]
+            embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats[used])
         return embeds
 
     def forward(self, input_ids, attention_mask, media=None, labels=None, **kwargs):

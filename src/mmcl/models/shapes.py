@@ -161,6 +161,7 @@ CHAMELEON_IMAGE_TOKENS = 32 * 32 + 2
 CHAMELEON_VQ_PARAMS = 29_423_616
 # The embedded benchmarks' word vocabularies (built from the data) hold a few hundred tokens at most.
 TINY_VOCAB = 512
+WHISPER_POSITIONS_PER_S = 50.0  # 16 kHz log-mel at a hop of 160, halved by the encoder's stride-2 convolution
 
 
 @dataclass(frozen=True)
@@ -380,6 +381,7 @@ class BackboneShape:
     frozen_encoders: bool = True
     cached_media: bool = False  # the encoders' outputs come from the feature cache (mmcl.engine.features)
     image_tokenizer_params: int = 0  # a frozen image tokenizer inside the model (Chameleon's VQ-GAN encoder)
+    audio_positions_per_s: float = WHISPER_POSITIONS_PER_S  # of the audio encoder's window (its output's rate)
 
     def encoder_of(self, modality: str) -> Shape | None:
         return self.encoders.get("image" if modality == "video" else modality)
@@ -397,7 +399,9 @@ def _tiny_llm(config: TinyLLMConfig, vocab: int) -> Shape:
     return shape_from_config(config.arch, values)
 
 
-def _multimodal(config: BackboneConfig, llm: Shape, encoders: dict[str, Shape]) -> BackboneShape:
+def _multimodal(
+    config: BackboneConfig, llm: Shape, encoders: dict[str, Shape], audio_rate: float = WHISPER_POSITIONS_PER_S
+) -> BackboneShape:
     """The LLaVA-style assembly: a projector per modality (video has its own), media tokens per input."""
     frames = config.video.frames
     modalities = [*encoders] + (["video"] if "image" in encoders else [])
@@ -409,7 +413,8 @@ def _multimodal(config: BackboneConfig, llm: Shape, encoders: dict[str, Shape]) 
         concat = modality == "video" and config.video.temporal == "concat"
         tokens[modality] = encoder.tokens * (frames if concat else 1)
         inputs[modality] = frames if modality == "video" else 1
-    return BackboneShape(llm, encoders, projectors, width, tokens, inputs, config.freeze_encoders)
+    shape = BackboneShape(llm, encoders, projectors, width, tokens, inputs, config.freeze_encoders)
+    return replace(shape, audio_positions_per_s=audio_rate)
 
 
 def backbone_shape(name: str, config: BackboneConfig, suite: SuiteConfig, path: str) -> BackboneShape:
@@ -433,7 +438,8 @@ def backbone_shape(name: str, config: BackboneConfig, suite: SuiteConfig, path: 
         whisper |= {"max_source_positions": seconds * world.sample_rate // audio.hop_length // 2}
         whisper |= {"decoder_layers": 1, "decoder_ffn_dim": 8, "vocab_size": 4, "max_target_positions": 4}
         encoders = {"image": _clip_shape({"vision_config": vision}), "audio": _whisper_shape(whisper)}
-        return _multimodal(config, _tiny_llm(config.llm, TINY_VOCAB), encoders)
+        rate = world.sample_rate / audio.hop_length / 2  # positions per second: hop, then a stride-2 convolution
+        return _multimodal(config, _tiny_llm(config.llm, TINY_VOCAB), encoders, rate)
     if isinstance(config, UnifiedConfig):
         if config.model is not None:  # images are vocabulary tokens, made by the checkpoint's own VQ-GAN
             llm = hub_shape(config.model, f"{where}.model")

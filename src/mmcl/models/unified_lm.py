@@ -235,6 +235,10 @@ class ImageTokenProcessor:
             )
         return self._tokens[key]
 
+    def window_share(self, modality: str, path: Path) -> None:
+        """An image's tokens are a fixed grid: it fills all of them (``MediaProcessor.window_share``)."""
+        return None
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.images.decode(codes)
 
