@@ -80,5 +80,5 @@ def open_stage(params: Params, job: StageJob, artifacts: dict[str, Path], log):
     suite = params.suites[job.suite]
     collator = Collator.for_model(model, suite_families(suite), seed=settings.seed)
     dataset = InstructionDataset(stage_samples(job.data_dir, stage, artifacts), job.data_dir, processor)
-    context = StageContext(stage, dataset, collator, suite, artifacts, log)
+    context = StageContext(stage, dataset, collator, suite, artifacts, log, settings.batch_size)
     return cl_method, model, carried, settings, context

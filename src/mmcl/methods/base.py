@@ -50,6 +50,9 @@ class StageContext:
     suite: SuiteConfig  # its tasks (family, modality) and generator
     artifacts: dict[str, Path] = field(default_factory=dict)  # name (see required_artifacts) -> directory
     log: Callable[[str], None] = print
+    # A step's global batch (train.batch_size), whatever micro-batches and processes split it into: what a
+    # loss term over an augmented batch weighs its extra samples against.
+    batch_size: int = 1
 
 
 class CLMethod:

@@ -141,6 +141,7 @@ class MoInCL(LoRA):
         from mmcl.engine.distill import Distiller, DistillSet
 
         self.modality = context.dataset.samples[0].modality
+        self.batch_size = context.batch_size
         self.distillers = {}
         teacher = context.artifacts.get("teacher")
         for name in ("pseudo", "ikd") if teacher else ():
@@ -157,8 +158,10 @@ class MoInCL(LoRA):
             c = self.config.ptgm
             picks = pseudo.picks(step, c.per_batch)
             out = model(**pseudo.batch(picks, batch["input_ids"].device))
-            real = batch["input_ids"].shape[0]
-            loss = (real * loss + len(picks) * out.loss) / (real + len(picks))  # CE over the augmented batch
+            # CE over the step's augmented batch: its real samples (in whatever micro-batch) and k pseudo samples,
+            # which every micro-batch runs alike and the loop's token shares count once per step
+            real, extra = self.batch_size, len(picks)
+            loss = (real * loss + extra * out.loss) / (real + extra)
             loss = loss + c.weight * pseudo.kl(out, picks, c.temperature)
         if ikd := self.distillers.get("ikd"):
             c = self.config.ikd
