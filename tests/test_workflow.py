@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -68,12 +69,15 @@ def test_one_alignment_per_backbone_is_where_every_run_starts(repo_root, params_
         assert f"--base {base} " in align and f"--out {checkpoint} " in align
         assert f"--features results/llava-synth/{backbone}/features " in align  # the cached encoder outputs
         mine = [c for c in commands if f"/{backbone}/" in c]
-        stages = [c for c in mine if " train-stage " in c or "--checkpoint" in c]  # trained or evaluated
-        assert len(stages) == 2 * 2 * 4 * 2 and all(f"--base {checkpoint} " in c for c in stages)
+        trained = [c for c in mine if " train-stage " in c]
+        predicted = [c for c in mine if " predict " in c and "--method" in c]  # one job per method and seed
+        assert len(trained) == 2 * 2 * 4 and len(predicted) == 2 * 2
+        assert all(f"--base {checkpoint} " in c for c in trained + predicted)
+        assert all(c.count("/checkpoint=") == 4 for c in predicted), "each job predicts its 4 stages"
         first = [c for c in mine if " train-stage " in c and "--stage instruct " in c]
         assert len(first) == 4 and not [c for c in first if "--prev" in c], "each method and seed starts there"
         # the base model's own evaluation (the linguistic reference) stays the base's
-        assert [c for c in mine if " evaluate " in c and "--checkpoint" not in c and f"--base {base} " in c]
+        assert [c for c in mine if " predict " in c and f"--base {base} " in c and f"--target {base}=" in c]
 
 
 def test_lm_eval_jobs_run_beside_the_evaluations_of_backbones_that_ask_for_them(repo_root, params_file):
@@ -153,5 +157,20 @@ def test_dvc_repro_small_grid(repo_root, tmp_path, default_params):
     assert summary[("joint", "last_cider")] > summary[("finetune", "last_cider")]
     assert summary[("finetune", "forgetting_cider")] > 20
 
+    # evaluation.cells: needed: the lower triangle and the superdiagonal of the order's tasks, the text task
+    run_file = json.loads((work / "results/micl-synth/tiny/finetune/seed0/runs/caps.json").read_text())
+    scored = [[value is not None for value in row] for row in run_file["matrix"]["cider"]]
+    assert scored == [[True, True, False, False], [True, True, True, False], [True, True, True, False]]
+    assert all(row[-1] is not None for row in run_file["matrix"]["accuracy"])  # text_qa, outside the order
+
     again = run([f"{BIN}/dvc", "repro"], work)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
+
+    # A metric's change re-scores the stored predictions: no prediction, training or data job is planned.
+    params["suites"]["micl-synth"]["tasks"]["text_qa"]["metric"] = "vqa"
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dry = run([f"{BIN}/snakemake", "-n", "--profile", "workflow/profiles/default"], work).stdout
+    rows = itertools.takewhile(lambda line: not line.startswith("total"), dry.split("Job stats:")[1].splitlines()[3:])
+    planned = {row.split()[0] for row in rows}
+    assert {"score_stage", "score_base"} <= planned, dry[-2000:]
+    assert planned <= {"score_stage", "score_base", "evaluate_reference", "aggregate_run", "report", "all"}, planned

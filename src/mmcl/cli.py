@@ -173,7 +173,41 @@ def cmd_evaluate(args) -> None:
         out_dir=Path(args.out),
         judge_dir=Path(args.judge or paths.judge_dir(args.suite)),
         features_dir=Path(args.features) if args.features else None,
+        tasks=args.tasks,
     )
+
+
+def cmd_predict(args) -> None:
+    from mmcl.core import paths
+    from mmcl.core.io import write_json
+    from mmcl.jobs.evaluate import Target, predict_targets
+
+    params, base = _params(args), Path(args.base)
+    targets = []
+    for entry in args.target:
+        directory, _, tasks = entry.partition("=")
+        checkpoint = None if Path(directory) == base else Path(directory)
+        if checkpoint is not None and not args.method:
+            raise ConfigError(f"predict: --target {directory}: a stage checkpoint needs the --method that trained it")
+        targets.append(Target(checkpoint, paths.eval_beside(directory), tuple(tasks.split(","))))
+    generated = predict_targets(
+        params,
+        suite=args.suite,
+        method=args.method,
+        data_dir=Path(args.data),
+        base_dir=base,
+        targets=targets,
+        judge_dir=Path(args.judge or paths.judge_dir(args.suite)),
+        features_dir=Path(args.features) if args.features else None,
+    )
+    summary = {str(t.out_dir): {"tasks": list(t.tasks), "generated": generated[t.out_dir]} for t in targets}
+    write_json(Path(args.out), summary)
+
+
+def cmd_rescore(args) -> None:
+    from mmcl.jobs.scoring import rescore
+
+    rescore(_params(args), suite=args.suite, data_dir=Path(args.data), out_dir=Path(args.eval_dir), tasks=args.tasks)
 
 
 def cmd_gradients(args) -> None:
@@ -257,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def features_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--features", help="feature cache (`mmcl encode-media`) to read instead of decoding media")
+
+    def judge_flag(p: argparse.ArgumentParser) -> None:
+        default = "default: where the workflow builds it"
+        p.add_argument("--judge", help=f"judge of generated images (`mmcl train-judge`; {default})")
 
     p = command("validate-config", cmd_validate_config, "Check params.yaml and summarise the grid it declares.")
     p.add_argument("--preset", help="summarise the grid of presets.<PRESET> (a paper table) instead")
@@ -355,10 +393,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="method whose checkpoint is evaluated (it shapes the model, e.g. LoRA)")
     p.add_argument("--checkpoint", help="stage checkpoint (omit to evaluate the base model)")
     p.add_argument("--reference", action="store_true", help="score the most-common-training-answer predictor")
-    p.add_argument(
-        "--judge", help="judge of generated images (`mmcl train-judge`; default: where the workflow builds it)"
-    )
+    p.add_argument("--tasks", nargs="+", help="the tasks to score (default: every evaluated task of the suite)")
+    judge_flag(p)
     features_flag(p)
+
+    p = command(
+        "predict",
+        cmd_predict,
+        "Predict the test samples of checkpoints of one method (or of the base model), loading it once; "
+        "resumes from each checkpoint's response store.",
+        ("--suite", "--data"),
+    )
+    p.add_argument("--base", required=True, help="the start model the checkpoints were trained from")
+    p.add_argument("--method", help="method whose checkpoints are evaluated (it shapes the model, e.g. LoRA)")
+    p.add_argument(
+        "--target",
+        nargs="+",
+        required=True,
+        metavar="DIR=TASK,...",
+        help="a stage checkpoint (or the --base directory itself) and its tasks; predictions go to <DIR>/../eval/",
+    )
+    p.add_argument("--out", required=True, help="summary JSON: each target's tasks and how many predictions it made")
+    judge_flag(p)
+    features_flag(p)
+
+    p = command("rescore", cmd_rescore, "Score an evaluation's stored predictions (no model).", ("--suite", "--data"))
+    p.add_argument("--eval-dir", required=True, help="the evaluation directory (predictions/; scores.json goes here)")
+    p.add_argument("--tasks", nargs="+", required=True, help="the tasks to score")
 
     p = stage_command(
         "gradients",

@@ -8,7 +8,8 @@ from mmcl.analyses import ANALYSES
 from mmcl.config.fingerprint import digest, to_plain
 from mmcl.core import paths
 from mmcl.core.integrity import quarantine_damaged
-from mmcl.core.plan import plan_stages
+from mmcl.core.io import sha256_file
+from mmcl.core.plan import plan_stages, scored_tasks
 from mmcl.data.families import generation_tasks
 from mmcl.jobs.datasets import files_owner, source_paths
 from mmcl.jobs.params import load_params
@@ -23,6 +24,7 @@ PARAMS = load_params(PARAMS_FILE, preset=PRESET)
 # directory, so that it never replaces the default grid's report.
 REPORT_NAME = PRESET or (Path(PARAMS_FILE).stem if PARAMS.extends else None)
 REPORT_DIR = f"reports/{REPORT_NAME}" if REPORT_NAME else "reports"
+GRID_NAME = REPORT_NAME or "default"  # names what only this grid's jobs write into shared run directories
 GRID = PARAMS.grid
 SUITE = GRID.suite
 ANALYSES_USED = [ANALYSES.get(name)() for name in ANALYSES.names()]
@@ -81,6 +83,19 @@ def schedule(method):
 
 def stages(method, order):
     return plan_stages(schedule(method), PARAMS.order(order))
+
+
+def suite_data_fingerprint(wildcards):
+    """Prepare a suite again when what its data is made from changes, not a task's scoring (`metric`)."""
+    suite = to_plain(PARAMS.suites[wildcards.suite])
+    suite["tasks"] = {name: {k: v for k, v in task.items() if k != "metric"} for name, task in suite["tasks"].items()}
+    return digest(suite)
+
+
+# The code that scores predictions: a change re-runs the scoring jobs, not the predictions.
+SCORING_CODE = digest(
+    [sha256_file(f) for part in ("metrics", "data/families") for f in sorted((Path(paths.__file__).parents[1] / part).rglob("*.py"))]
+)
 
 
 def fingerprint(*sections):
@@ -184,6 +199,30 @@ def replay_fingerprint(wildcards):
 
 def previous_flag(wildcards, input):
     return f"--prev {input.prev}" if "prev" in input.keys() else ""
+
+
+def grid_stages(method):
+    """Every stage of `method` in the grid's orders, once each (orders share their leading stages)."""
+    found = {stage.key: stage for order in GRID.orders for stage in stages(method, order)}
+    return list(found.values())
+
+
+def scored(suite, stage):
+    """The tasks a stage checkpoint is scored on in this grid (`evaluation.cells`; mmcl.core.plan.scored_tasks)."""
+    orders = [PARAMS.order(order) for order in GRID.orders]
+    return scored_tasks(stage, orders, PARAMS.suites[suite].evaluated_tasks, PARAMS.evaluation.cells)
+
+
+def run_checkpoints(wildcards):
+    return [paths.stage_checkpoint(*run_of(wildcards), s.key) for s in grid_stages(wildcards.method)]
+
+
+def prediction_targets(wildcards):
+    """`mmcl predict --target` of every stage checkpoint of the method and seed: <checkpoint>=<its tasks>."""
+    targets = []
+    for stage, checkpoint in zip(grid_stages(wildcards.method), run_checkpoints(wildcards), strict=True):
+        targets.append(f"{checkpoint}={','.join(scored(wildcards.suite, stage))}")
+    return " ".join(targets)
 
 
 def run_stage_scores(wildcards):

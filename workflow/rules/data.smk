@@ -9,7 +9,7 @@ rule prepare:
         paths.benchmark("prepare", "{suite}/prepare"),
     params:
         params_file=PARAMS_FILE,
-        config=fingerprint("suites.{suite}"),
+        config=suite_data_fingerprint,
     resources:
         **cluster_resources("default"),
     conda:

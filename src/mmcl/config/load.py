@@ -22,6 +22,7 @@ from mmcl.config.errors import check_name, check_once, structured
 from mmcl.config.ranges import check_ranges
 from mmcl.config.schema import (
     ARCHIVES,
+    CELLS,
     DISTRIBUTED,
     MEASURES,
     MODALITIES,
@@ -251,6 +252,7 @@ def check_training(params: Params, path: str) -> None:
         check_name(params.train.schedule, SCHEDULES, "train.schedule", "schedule", path)
     if params.train.precision not in PRECISIONS:
         check_name(params.train.precision, PRECISIONS, "train.precision", "precision", path)
+    check_name(params.evaluation.cells, CELLS, "evaluation.cells", "choice", path)
     resources = params.resources
     check_name(resources.distributed, DISTRIBUTED, "resources.distributed", "strategy", path)
     for kind in RESOURCE_KINDS:

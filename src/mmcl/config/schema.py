@@ -128,7 +128,13 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = positive(64)
     max_new_tokens: int = positive(24)
-    max_samples: int | None = positive(None)  # cap per task test split (None: the whole split)
+    # A seeded subset of each task's test split, the same for every checkpoint (None: the whole split);
+    # the report states its size and the standard error it implies.
+    max_samples: int | None = positive(None)
+    subset_seed: int = non_negative(0)
+    # Which (checkpoint, task) cells are scored: `needed` those the metrics read (the tasks learned so far,
+    # the next one, the tasks outside the order; the base model on every task), `all` the whole matrix.
+    cells: str = "needed"
 
 
 @dataclass
@@ -143,7 +149,8 @@ class JudgeConfig:
     seed: int = 0
 
 
-DISTRIBUTED = ("ddp", "fsdp", "deepspeed_zero2")  # workflow/accelerate/<name>.yaml
+DISTRIBUTED = ("ddp", "fsdp", "deepspeed_zero2")
+CELLS = ("needed", "all")  # evaluation.cells  # workflow/accelerate/<name>.yaml
 
 
 @dataclass

@@ -143,6 +143,22 @@ def stage_meta(checkpoint: str | Path) -> Path:
     return Path(checkpoint) / STAGE_META
 
 
+def eval_beside(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's evaluation goes (predictions, response store, scores): ``<its dir>/eval``."""
+    return Path(checkpoint).parent / "eval"
+
+
+def run_predictions(
+    suite: str = S, backbone: str = B, method: str = M, seed: str | int = SEED, grid: str = "default"
+) -> str:
+    """The summary of one method and seed's predictions in a grid (`mmcl predict` of its stage checkpoints);
+    grids that share stages (the default and a paper table) each write their own."""
+    return f"{run_dir(suite, backbone, method, seed)}/predictions/{grid}.json"
+
+
+base_predictions = _in_backbone_dir("base/predictions.json", "The summary of the base model's predictions")
+
+
 def checkpoint_beside(scores: str | Path) -> Path:
     """The checkpoint that an evaluation (``.../eval/scores.json``) scored."""
     return Path(scores).parent.parent / "checkpoint"

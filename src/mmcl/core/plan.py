@@ -66,3 +66,19 @@ def stage_from_key(schedule: str, key: str) -> Stage:
     if schedule == "sequential":
         return Stage(key, (tasks[-1],), prefix_key(tasks[:-1]) or None, tuple(tasks))
     raise ValueError(f"a '{schedule}' method has no training stages")
+
+
+def scored_tasks(stage: Stage | None, orders: list[list[str]], evaluated: list[str], cells: str) -> list[str]:
+    """The tasks a checkpoint is scored on, in ``evaluated``'s order (the matrix's columns).
+
+    ``cells: all``, the base model (``stage`` None) and a joint stage: every evaluated task. ``needed``,
+    for stage k of the ``orders`` that reach it: what the metrics read, the tasks learned so far (the lower
+    triangle), the next one (the superdiagonal, forward transfer) and the tasks outside the order (text
+    tasks, held-out sets); a run of T tasks scores T(T+1)/2 + T - 1 of its cells, plus the base model's T.
+    """
+    if cells == "all" or stage is None or len(stage.tasks) > 1:
+        return list(evaluated)
+    reached = [order for order in orders if tuple(order[: len(stage.seen)]) == stage.seen]
+    wanted = {task for order in reached for task in order[: len(stage.seen) + 1]}
+    wanted |= {task for order in reached for task in evaluated if task not in order}
+    return [task for task in evaluated if task in wanted]

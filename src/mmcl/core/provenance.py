@@ -56,8 +56,7 @@ def git_state(cwd: Path | None = None) -> dict:
 
 def record(path: Path, params, job: dict) -> None:
     """Write ``path`` (JSON) describing how the outputs beside it were made."""
-    import torch
-
+    torch = sys.modules.get("torch")  # a job that never imported torch (scoring, reports) ran on the CPU
     write_json(
         path,
         {
@@ -67,7 +66,7 @@ def record(path: Path, params, job: dict) -> None:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "host": platform.node(),
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "device": torch.cuda.get_device_name() if torch is not None and torch.cuda.is_available() else "cpu",
             "packages": package_versions(),
             "params_file": str(params.path),
             "params": params.resolved(),

@@ -103,6 +103,11 @@ class Collator:
                 ids += [placeholder] * window_positions(self.num_media_tokens[sample.modality], share)
         return ids + self._words(sample.instruction) + [self.answer_id]
 
+    def prompt_length(self, sample: Sample) -> int:
+        """A sample's prompt in tokens, with its longest option (what evaluation sorts batches by)."""
+        longest = max((len(self._words(option)) for option in sample.options or ()), default=0)
+        return len(self.prompt_ids(sample)) + longest
+
     def _target(self, sample: Sample, media: torch.Tensor | None, rng: random.Random) -> list[int]:
         family = self.families[sample.task]
         if not family.media_in_target:

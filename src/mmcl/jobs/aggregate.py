@@ -19,16 +19,31 @@ from mmcl.analyses.base import RunScores
 from mmcl.config.schema import Params
 from mmcl.core import paths
 from mmcl.core.io import read_json, write_json
+from mmcl.core.plan import plan_stages, scored_tasks
 from mmcl.methods import METHODS
 
 
 def _row(scores: dict, tasks: list[str], metric: str) -> list[float | None]:
-    return [scores[task]["metrics"].get(metric) for task in tasks]
+    """The scores of ``tasks`` in ``metric``; None where the task was not scored (or has no such metric)."""
+    return [scores[task]["metrics"].get(metric) if task in scores else None for task in tasks]
 
 
 def _primary(scores: dict, tasks: list[str]) -> list[float]:
-    values = [scores[task]["metrics"].get(scores[task]["primary"]) for task in tasks]
+    values = [scores[task]["metrics"].get(scores[task]["primary"]) if task in scores else None for task in tasks]
     return [math.nan if v is None else v for v in values]
+
+
+def needed_cells(
+    params: Params, schedule: str, tasks: list[str], eval_tasks: list[str], rows: list[dict]
+) -> list[dict]:
+    """With ``evaluation.cells: needed``, each stage's scores of the cells this order's metrics read only:
+    a stage shared with another order of the grid is scored on that order's next task too, which this
+    run's matrix leaves out, so that a run's file does not depend on the other orders of its grid."""
+    if params.evaluation.cells != "needed" or schedule != "sequential":
+        return rows
+    stages = plan_stages(schedule, tasks)
+    keep = [set(scored_tasks(stage, [tasks], eval_tasks, "needed")) for stage in stages]
+    return [{task: entry for task, entry in row.items() if task in kept} for row, kept in zip(rows, keep, strict=True)]
 
 
 def read_scores(path: Path, lm_eval: bool) -> dict:
@@ -63,6 +78,7 @@ def aggregate_run(
         )
 
     rows = [read_scores(path, lm_eval is not None) for path in stage_scores] or [zeroshot] * len(tasks)
+    rows = needed_cells(params, schedule, tasks, eval_tasks, rows)
     metrics_names = sorted({m for entry in zeroshot.values() for m in entry["metrics"]})
     matrix = {m: [_row(scores, eval_tasks, m) for scores in rows] for m in metrics_names}
     run = RunScores(

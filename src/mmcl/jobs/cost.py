@@ -52,13 +52,14 @@ batch's, and their FLOPs count once per micro-batch.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmcl.config.schema import JobResources, MethodConfig, Params
 from mmcl.core import paths
-from mmcl.core.plan import Stage, plan_stages
+from mmcl.core.plan import Stage, plan_stages, scored_tasks
 from mmcl.core.registry import ConfigError
 from mmcl.data.media import window_positions
 from mmcl.methods import METHODS
@@ -840,10 +841,11 @@ def encode_media_job(est: Estimator, gpu: Gpu, assumed: list[str]) -> JobEstimat
     )
 
 
-def evaluate_job(est: Estimator, count: int, gpu: Gpu, assumed: list[str]) -> JobEstimate:
-    """Every task of the suite but its alignment task, one checkpoint per job: a prefill, then decoding."""
+def evaluate_job(est: Estimator, cells: Counter, jobs: int, gpu: Gpu, assumed: list[str]) -> JobEstimate:
+    """The predictions of ``cells`` (task -> checkpoints scored on it, ``evaluation.cells``), ``jobs`` jobs
+    (one per method and seed, and the base model's): per checkpoint and task a prefill, then decoding."""
     params, evaluation = est.params, est.params.evaluation
-    tasks = est.suite.evaluated_tasks
+    tasks = [task for task in est.suite.evaluated_tasks if cells[task]]
     budget, checked = est.budget("evaluate", gpu)
 
     def peak(batch: int) -> Memory:
@@ -861,20 +863,21 @@ def evaluate_job(est: Estimator, count: int, gpu: Gpu, assumed: list[str]) -> Jo
         rows = est.rows(task, samples)
         prefill = forward_flops(est.shape.llm, rows.tokens, rows.positions) + est.media_flops(rows, Training(), False)
         decoding = -(-samples // evaluation.batch_size) * evaluation.max_new_tokens * weight_bytes
-        seconds += prefill / gpu.flops + decoding / (gpu.bandwidth_tbs * 1e12 * EFFICIENCY)
+        seconds += cells[task] * (prefill / gpu.flops + decoding / (gpu.bandwidth_tbs * 1e12 * EFFICIENCY))
     longest = max(est.rows(task, 1).positions for task in tasks) + evaluation.max_new_tokens
     job = JobEstimate(
         kind="evaluate",
         backbone=est.name,
         method=None,
         resources="evaluate",
-        count=count,
+        count=jobs,
         micro_batch=evaluation.batch_size,
         positions=longest,
         memory=peak(evaluation.batch_size),
-        gpu_hours=seconds * count / 3600,
+        gpu_hours=seconds / 3600,
         budget_gib=budget,
         checked=checked,
+        note=f"{sum(cells.values())} (checkpoint, task) cells, evaluation.cells: {evaluation.cells}",
     )
     if not job.fits:
         batch = largest_fitting(lambda b: peak(b).total <= budget * GIB, evaluation.batch_size)
@@ -992,7 +995,9 @@ def plan(params: Params, what: str = "grid", gpu: str | None = None, kinds: tupl
             result.jobs += base_jobs(est, gpus["train_base"])
         if est.shape.cached_media and "evaluate" in kinds:
             result.jobs.append(encode_media_job(est, gpus["evaluate"], result.assumed_samples))
-        checkpoints = 1  # the base model's evaluation
+        checkpoints, predict_jobs = 1, 1  # the base model's evaluation
+        cells = Counter(est.suite.evaluated_tasks)  # task -> checkpoints scored on it: the base model on every task
+        orders = [params.order(order) for order in grid.orders]
         for method in grid.methods:
             config = params.methods[method]
             cl_method = METHODS.get(config.type)(config)
@@ -1000,6 +1005,10 @@ def plan(params: Params, what: str = "grid", gpu: str | None = None, kinds: tupl
             if not stages:
                 continue
             checkpoints += len(stages) * seeds
+            predict_jobs += seeds
+            for stage in stages.values():
+                scored = scored_tasks(stage, orders, est.suite.evaluated_tasks, params.evaluation.cells)
+                cells.update({task: seeds for task in scored})
             training = training_of(params, method, est.shape)
             if "train_stage" in kinds:
                 spec = TrainingKind(
@@ -1017,7 +1026,7 @@ def plan(params: Params, what: str = "grid", gpu: str | None = None, kinds: tupl
             if taught and training.teach_rows and "evaluate" in kinds:
                 result.jobs.append(teach_job(est, method, training, taught, seeds, gpus["evaluate"]))
         if "evaluate" in kinds:
-            result.jobs.append(evaluate_job(est, checkpoints, gpus["evaluate"], result.assumed_samples))
+            result.jobs.append(evaluate_job(est, cells, predict_jobs, gpus["evaluate"], result.assumed_samples))
             if est.config.lm_eval is not None:
                 result.jobs.append(lm_eval_job(est, checkpoints, gpus["evaluate"]))
     return result

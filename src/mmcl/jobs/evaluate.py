@@ -1,98 +1,151 @@
-"""``mmcl evaluate``: one checkpoint on every task of its suite (seen and unseen), but the alignment task.
+"""``mmcl predict`` and ``mmcl evaluate``: the predictions of checkpoints on their tasks, then their scores.
 
-Each task is predicted the way its family asks (``mmcl.engine.inference``): by greedy generation, or by
-choosing the likeliest of a sample's options; a generation task's images are generated, decoded and read
-by the suite's judge (``draw``), and also kept as PNGs
-(``generated/<task>/<id>.png``). Predictions are kept per sample (``predictions/<task>.jsonl``) and
-scored per task (``scores.json``), all captioning tasks of the job in one pycocoevalcap call.
-``scores.json`` is written last: its presence means the evaluation is complete.
+``predict`` loads the start model once and evaluates each target in turn: the start model itself, or a
+stage checkpoint of one method swapped onto it (``mmcl.models.checkpoint.StageSwap``), on the tasks the
+target names (``mmcl.core.plan.scored_tasks``: by default only the cells the metrics read). Each task is
+predicted the way its family asks (``mmcl.engine.inference``): greedy generation, the likeliest of a
+sample's options, or an image drawn and read by the suite's judge (``draw``; the images are kept as
+``generated/<task>/<id>.png``). Samples go in fixed batches of similar prompt length, and each batch's
+predictions reach the target's response store (``mmcl.engine.responses``) before the next starts: an
+evaluation killed at any point resumes after its last batch, and one whose model, decoding settings and
+records are unchanged generates nothing. ``predictions/<task>.jsonl`` then lists them in sample order.
+
+Scores come from those files (``mmcl.jobs.scoring``, ``mmcl rescore``, no torch). ``evaluate`` does both
+for one target; ``scores.json`` is written last: its presence means the evaluation is complete.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
 from mmcl.config.schema import Params
-from mmcl.core.io import atomic_path, write_json
+from mmcl.core.io import write_json
 from mmcl.core.provenance import record
 from mmcl.core.registry import ConfigError
 from mmcl.data.families import suite_families
-from mmcl.data.records import DataError, Sample, data_fix, read_jsonl, split_path
-from mmcl.engine.batching import Collator
-from mmcl.engine.features import media_reader
-from mmcl.engine.inference import draw, predict
-from mmcl.methods import METHODS
-from mmcl.models.checkpoint import load_base, load_stage
-from mmcl.models.judge import load_judge
+from mmcl.data.records import read_jsonl, split_path
+from mmcl.engine.responses import ResponseStore, batches, run_key, sample_key
+from mmcl.jobs.scoring import JUDGE, evaluated_samples, rescore, score, write_predictions
 
 
-def test_samples(params: Params, suite: str, data_dir: Path) -> dict[str, list[Sample]]:
-    cap = params.evaluation.max_samples
-    families = suite_families(params.suites[suite])
-    samples = {}
-    for task in params.suites[suite].evaluated_tasks:
-        path = split_path(data_dir, task, "test")
-        samples[task] = read_jsonl(path)[:cap]
-        if families[task].prediction == "likelihood" and (bare := [s.id for s in samples[task] if not s.options]):
-            raise DataError(
-                f"{path}: sample '{bare[0]}' has no 'options' to choose from, but task '{task}' is "
-                f"{params.suites[suite].tasks[task].family} (scored by likelihood); {data_fix(Path(data_dir))}"
-            )
-    return samples
+@dataclass(frozen=True)
+class Target:
+    """One model to evaluate: a stage checkpoint (None: the start model itself), where its evaluation
+    goes, and the tasks it is scored on."""
 
-
-def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], samples) -> dict:
-    """Scores of every task, grouped by family and metric so that each group is scored in one call."""
-    families = suite_families(params.suites[suite])
-    tasks = params.suites[suite].tasks
-    groups: dict[tuple, dict] = {}
-    for task, preds in predictions.items():
-        refs = {s.id: s.answers for s in samples[task]}
-        groups.setdefault((tasks[task].family, tasks[task].metric), {})[task] = (preds, refs)
-    scores = {}
-    for (family_name, _), corpora in groups.items():
-        family = next(families[t] for t in corpora)
-        for task, metrics in family.score(corpora).items():
-            task_config = tasks[task]
-            scores[task] = {
-                "family": family_name,
-                "modality": task_config.modality,
-                "n": len(corpora[task][0]),
-                "primary": family.primary,
-                "metrics": metrics,
-            }
-    return {task: scores[task] for task in params.suites[suite].evaluated_tasks}
-
-
-def write_outputs(out_dir: Path, predictions, samples, scores: dict, drawings: dict | None = None) -> None:
-    for task, images in (drawings or {}).items():
-        with atomic_path(out_dir / "generated" / task) as tmp:
-            tmp.mkdir()
-            for sample_id, image in images.items():
-                image.save(tmp / f"{sample_id}.png")
-    for task, preds in predictions.items():
-        with atomic_path(out_dir / "predictions" / f"{task}.jsonl") as tmp, open(tmp, "w") as f:
-            for sample in samples[task]:
-                row = {"id": sample.id, "prediction": preds[sample.id], "answers": sample.answers}
-                f.write(json.dumps(row) + "\n")
-    write_json(out_dir / "scores.json", scores)
+    checkpoint: Path | None
+    out_dir: Path
+    tasks: tuple[str, ...]
 
 
 def load_model(params: Params, method: str | None, base_dir: Path, checkpoint: Path | None):
     """The base model, or the model of a stage checkpoint: shaped by its method (e.g. LoRA adapters), then loaded."""
+    from mmcl.models.checkpoint import load_base, load_stage
+
     model, processor = load_base(base_dir)
     if checkpoint is not None:
-        method_config = params.methods[method]
-        METHODS.get(method_config.type)(method_config).prepare_model(model)
+        prepare(params, method, model)
         load_stage(checkpoint, model)
     return model, processor
+
+
+def prepare(params: Params, method: str, model) -> None:
+    from mmcl.methods import METHODS
+
+    method_config = params.methods[method]
+    METHODS.get(method_config.type)(method_config).prepare_model(model)
+
+
+def decoding(params: Params, dtype: str) -> dict:
+    """What a prediction depends on besides the model and the record (its store key)."""
+    settings = params.evaluation
+    return {"batch_size": settings.batch_size, "max_new_tokens": settings.max_new_tokens, "dtype": dtype}
+
+
+def predict_targets(
+    params: Params,
+    *,
+    suite: str,
+    method: str | None,
+    data_dir: Path,
+    base_dir: Path,
+    targets: list[Target],
+    log=print,
+    judge_dir: Path | None = None,
+    features_dir: Path | None = None,
+) -> dict[Path, int]:
+    """Predict every target's tasks (``method``'s checkpoints, or the start model); returns, per target's
+    directory, how many predictions it generated (the rest came from its response store)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from mmcl.engine.batching import Collator
+    from mmcl.engine.features import cache_dtype, media_reader
+    from mmcl.engine.inference import draw, predict
+    from mmcl.models.checkpoint import StageSwap, load_base
+    from mmcl.models.judge import load_judge
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = cache_dtype(device)  # bf16 on a GPU that has it, else fp32
+    families = suite_families(params.suites[suite])
+    tasks = list(dict.fromkeys(task for target in targets for task in target.tasks))
+    samples = evaluated_samples(params, suite, data_dir, tasks)
+    drawing = [task for task in tasks if families[task].prediction == "generate_image"]
+    if drawing and judge_dir is None:
+        raise ConfigError(f"evaluate: suite '{suite}' has generation tasks ({', '.join(drawing)}); pass its --judge")
+    judge, judge_settings = load_judge(judge_dir) if drawing else (None, {})
+    model, processor = load_base(base_dir, dtype if dtype != torch.float32 else None)
+    if any(target.checkpoint is not None for target in targets):
+        prepare(params, method, model)
+    processor = media_reader(model, processor, features_dir, base_dir, data_dir, log)
+    model.to(device).eval()
+    swap = StageSwap(model)
+    collator = Collator(model.tokenizer, model.num_media_tokens, families)
+    decoded_with = decoding(params, str(dtype).removeprefix("torch."))
+    generated = {}
+    for target in targets:
+        swap.load(target.checkpoint)
+        run = run_key(base_dir, target.checkpoint, decoded_with, Path(data_dir) / "manifest.json")
+        keys = {task: {s.id: sample_key(run, s) for s in samples[task]} for task in target.tasks}
+        store = ResponseStore(target.out_dir, run)
+        started = time.perf_counter()
+        for task in target.tasks:
+            missing = store.missing(samples[task], keys[task])
+            bar = tqdm(total=len(missing), desc=task, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+            for batch in batches(missing, params.evaluation.batch_size, collator.prompt_length):
+                if task in drawing:
+                    readings, images = draw(model, processor, collator, batch, data_dir, len(batch), device, judge)
+                    save_images(target.out_dir / "generated" / task, images)
+                else:
+                    family = families[task]
+                    readings = predict(family, model, processor, collator, batch, data_dir, params.evaluation, device)
+                store.append(task, [(keys[task][s.id], s.id, readings[s.id]) for s in batch])
+                bar.update(len(batch))
+            bar.close()
+            stored = len(samples[task]) - len(missing)
+            log(f"{task}: {len(missing)} predicted, {stored} stored ({time.perf_counter() - started:.1f} s)")
+            predictions = {s.id: store.found[keys[task][s.id]] for s in samples[task]}
+            write_predictions(target.out_dir, task, samples[task], predictions)
+        if drawing:
+            write_json(target.out_dir / JUDGE, {"accuracy": judge_settings["stats"]["accuracy"], "tasks": drawing})
+        job = {"command": "predict", "suite": suite, "method": method, "checkpoint": str(target.checkpoint or base_dir)}
+        record(target.out_dir / "provenance.json", params, job | {"generated": store.generated})
+        generated[target.out_dir] = store.generated
+    return generated
+
+
+def save_images(directory: Path, images: dict) -> None:
+    """A batch's generated images, each written whole before the batch's predictions are stored."""
+    from mmcl.core.io import atomic_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for sample_id, image in images.items():
+        with atomic_path(directory / f"{sample_id}.png") as tmp:
+            image.save(tmp, format="PNG")
 
 
 def evaluate(
@@ -107,55 +160,39 @@ def evaluate(
     log=print,
     judge_dir: Path | None = None,
     features_dir: Path | None = None,
+    tasks: list[str] | None = None,
 ) -> dict:
-    """Evaluate the base model (``checkpoint`` None) or a stage checkpoint of ``method``; a suite with
-    generation tasks needs its judge (``mmcl train-judge``), whose accuracy on real images is reported
-    beside each generation score (``judge_accuracy``)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    families = suite_families(params.suites[suite])
-    samples = test_samples(params, suite, data_dir)
-    drawing = [task for task in samples if families[task].prediction == "generate_image"]
-    if drawing and judge_dir is None:
-        raise ConfigError(f"evaluate: suite '{suite}' has generation tasks ({', '.join(drawing)}); pass its --judge")
-    judge, judge_settings = load_judge(judge_dir) if drawing else (None, {})
-    model, processor = load_model(params, method, base_dir, checkpoint)
-    processor = media_reader(model, processor, features_dir, base_dir, data_dir, log)
-    model.to(device).eval()
-    collator = Collator(model.tokenizer, model.num_media_tokens, families)
-    predictions, drawings = {}, {}
-    started = time.perf_counter()
-    for task, task_samples in tqdm(samples.items(), desc="evaluate", disable=not sys.stderr.isatty()):
-        if task in drawing:
-            batch_size = params.evaluation.batch_size
-            predictions[task], drawings[task] = draw(
-                model, processor, collator, task_samples, data_dir, batch_size, device, judge
-            )
-        else:
-            predictions[task] = predict(
-                families[task], model, processor, collator, task_samples, data_dir, params.evaluation, device
-            )
-        log(f"{task}: {len(task_samples)} predictions ({time.perf_counter() - started:.1f} s)")
-    scores = score(params, suite, predictions, samples)
-    for task in drawing:
-        scores[task]["metrics"]["judge_accuracy"] = judge_settings["stats"]["accuracy"]
-    for task, entry in scores.items():
-        log(f"{task}: " + ", ".join(f"{k} {v:.1f}" for k, v in entry["metrics"].items()))
-    write_outputs(out_dir, predictions, samples, scores, drawings)
-    job = {"command": "evaluate", "suite": suite, "method": method, "checkpoint": str(checkpoint or base_dir)}
-    record(out_dir / "provenance.json", params, job)
-    return scores
+    """Predict and score one target: the base model (``checkpoint`` None) or a stage checkpoint of
+    ``method``, on ``tasks`` (None: every evaluated task of the suite). A suite with generation tasks needs
+    its judge (``mmcl train-judge``), whose accuracy on real images is reported beside each generation
+    score (``judge_accuracy``)."""
+    tasks = tuple(tasks or params.suites[suite].evaluated_tasks)
+    target = Target(checkpoint, Path(out_dir), tasks)
+    predict_targets(
+        params,
+        suite=suite,
+        method=method,
+        data_dir=data_dir,
+        base_dir=base_dir,
+        targets=[target],
+        log=log,
+        judge_dir=judge_dir,
+        features_dir=features_dir,
+    )
+    return rescore(params, suite=suite, data_dir=data_dir, out_dir=Path(out_dir), tasks=list(tasks), log=log)
 
 
 def evaluate_reference(params: Params, *, suite: str, data_dir: Path, out_dir: Path, log=print) -> dict:
     """Score the "most common training answer/caption" predictor: the floor a model must clear."""
-    samples = test_samples(params, suite, data_dir)
+    samples = evaluated_samples(params, suite, data_dir)
     predictions = {}
     for task, task_samples in samples.items():
         train = read_jsonl(split_path(data_dir, task, "train"))
         most_common, _ = Counter(answer for s in train for answer in s.answers).most_common(1)[0]
         predictions[task] = {s.id: most_common for s in task_samples}
+        write_predictions(Path(out_dir), task, task_samples, predictions[task])
         log(f"{task}: most common training target '{most_common}'")
-    scores = score(params, suite, predictions, samples)
-    write_outputs(out_dir, predictions, samples, scores)
-    record(out_dir / "provenance.json", params, {"command": "evaluate --reference", "suite": suite})
+    scores = score(params, suite, predictions, samples, data_dir)
+    write_json(Path(out_dir) / "scores.json", scores)
+    record(Path(out_dir) / "provenance.json", params, {"command": "evaluate --reference", "suite": suite})
     return scores

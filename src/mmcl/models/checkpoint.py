@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mmcl.core.integrity import CheckpointError, seal, verify
@@ -99,3 +100,25 @@ def load_stage(ckpt_dir: Path, model: torch.nn.Module) -> tuple[set[str], dict]:
         )
     model.load_state_dict(state, strict=False)
     return set(state), load_file(ckpt_dir / METHOD_STATE)
+
+
+class StageSwap:
+    """Stage checkpoints of one method loaded in turn onto one loaded start model: before each, the tensors
+    the previous one replaced get their start values back, so each checkpoint is evaluated exactly as if
+    loaded onto a fresh start model, which is loaded once."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.start: dict[str, torch.Tensor] = {}  # the start values of the tensors checkpoints replaced
+
+    @torch.no_grad()
+    def load(self, ckpt_dir: Path | None) -> None:
+        """Put ``ckpt_dir`` onto the start model (None: the start model itself)."""
+        state = self.model.state_dict()
+        for key, value in self.start.items():
+            state[key].copy_(value)
+        if ckpt_dir is None:
+            return
+        keys = safe_open(Path(ckpt_dir) / WEIGHTS, framework="pt").keys()
+        self.start |= {key: state[key].detach().clone() for key in keys if key in state and key not in self.start}
+        load_stage(ckpt_dir, self.model)

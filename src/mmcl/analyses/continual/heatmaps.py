@@ -58,6 +58,7 @@ def heatmap_figure(run: Run) -> Figure:
     ax.set_yticks(range(n_rows), _row_labels(run), fontsize=8)
     notes = [] if run.is_joint else ["red box: task trained at that stage"]
     notes += [f"{DAGGER} not in the training sequence"] if run.extra_tasks else []
+    notes += [f"{UNDEFINED}: not scored (evaluation.cells: needed)"] if np.isnan(values).any() else []
     ax.set_xlabel("\n".join(["evaluated task (primary metric)", "; ".join(notes)]).strip())
     ax.set_ylabel("after stage")
     ax.set_title(f"{run.method} · seed {run.seed}\n{run.suite} · order {run.order} · {run.backbone}", fontsize=10)
