@@ -159,9 +159,11 @@ def test_dvc_repro_small_grid(repo_root, tmp_path, default_params):
 
     # evaluation.cells: needed: the lower triangle and the superdiagonal of the order's tasks, the text task
     run_file = json.loads((work / "results/micl-synth/tiny/finetune/seed0/runs/caps.json").read_text())
-    scored = [[value is not None for value in row] for row in run_file["matrix"]["cider"]]
-    assert scored == [[True, True, False, False], [True, True, True, False], [True, True, True, False]]
-    assert all(row[-1] is not None for row in run_file["matrix"]["accuracy"])  # text_qa, outside the order
+    scored = [[value is not None for value in row[:3]] for row in run_file["matrix"]["cider"]]  # the order's
+    assert scored == [[True, True, False], [True, True, True], [True, True, True]]
+    outside = [row[3:] for row in run_file["matrix"]["accuracy"]]  # the suite's QA tasks and text_qa
+    assert run_file["eval_tasks"][3:] == ["image_qa", "audio_qa", "video_qa", "text_qa"]
+    assert all(value is not None for row in outside for value in row)
 
     again = run([f"{BIN}/dvc", "repro"], work)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout

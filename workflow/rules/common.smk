@@ -1,11 +1,12 @@
 # The grid, read and validated from params.yaml, and the input functions that chain stages. Every path
 # comes from mmcl.core.paths; each analysis (mmcl.analyses) names the extra files it reads.
+import copy
 import re
 
 from pathlib import Path
 
 from mmcl.analyses import ANALYSES
-from mmcl.config.fingerprint import digest, to_plain
+from mmcl.config.fingerprint import digest, fingerprinted, to_plain
 from mmcl.core import paths
 from mmcl.core.integrity import quarantine_damaged
 from mmcl.core.io import sha256_file
@@ -85,11 +86,19 @@ def stages(method, order):
     return plan_stages(schedule(method), PARAMS.order(order))
 
 
-def suite_data_fingerprint(wildcards):
-    """Prepare a suite again when what its data is made from changes, not a task's scoring (`metric`)."""
-    suite = to_plain(PARAMS.suites[wildcards.suite])
-    suite["tasks"] = {name: {k: v for k, v in task.items() if k != "metric"} for name, task in suite["tasks"].items()}
-    return digest(suite)
+def suite_fingerprint(*sections):
+    """`fingerprint("suites.{suite}", *sections)`, blind to the tasks' scoring (`metric`, hashed as unset): a
+    job that prepares or trains on the suite's data re-runs when the data changes, not its scoring."""
+
+    def value(wildcards):
+        plain, suite = PARAMS.resolved(), f"suites.{wildcards.suite}"
+        node = copy.deepcopy(fingerprinted(plain, suite))
+        for task in node["tasks"].values():
+            task["metric"] = None
+        named = [section.format(**wildcards) for section in sections]
+        return digest({suite: node} | {section: fingerprinted(plain, section) for section in named})
+
+    return value
 
 
 # The code that scores predictions: a change re-runs the scoring jobs, not the predictions.

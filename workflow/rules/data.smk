@@ -9,7 +9,7 @@ rule prepare:
         paths.benchmark("prepare", "{suite}/prepare"),
     params:
         params_file=PARAMS_FILE,
-        config=suite_data_fingerprint,
+        config=suite_fingerprint(),
     resources:
         **cluster_resources("default"),
     conda:

@@ -9,7 +9,7 @@ rule train_base:
         paths.benchmark("train_base", "{suite}/{backbone}/base"),
     params:
         params_file=PARAMS_FILE,
-        config=fingerprint("suites.{suite}", "backbones.{backbone}", "train.precision"),
+        config=suite_fingerprint("backbones.{backbone}", "train.precision"),
     threads: cpus("train_base")
     resources:
         **cluster_resources("train_base"),

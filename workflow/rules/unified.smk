@@ -14,7 +14,7 @@ rule train_tokenizer:
         paths.benchmark("train_tokenizer", "{suite}/{backbone}/image_tokenizer"),
     params:
         params_file=PARAMS_FILE,
-        config=fingerprint("suites.{suite}", "backbones.{backbone}.tokenizer"),
+        config=suite_fingerprint("backbones.{backbone}.tokenizer"),
     threads: cpus("train_base")
     resources:
         **cluster_resources("train_base"),
@@ -36,7 +36,7 @@ rule train_judge:
         paths.benchmark("train_judge", "{suite}/judge"),
     params:
         params_file=PARAMS_FILE,
-        config=fingerprint("suites.{suite}", "judge"),
+        config=suite_fingerprint("judge"),
     threads: cpus("train_base")
     resources:
         **cluster_resources("train_base"),

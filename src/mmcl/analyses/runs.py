@@ -54,6 +54,10 @@ class Run:
     # Suites with generation tasks: the evaluation directories holding the generated pictures of the
     # stage-0 model ("stage0") and after the final stage ("final"); empty for other suites.
     generated: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, tuple[int, int]] = field(default_factory=dict)  # task -> (scored, of the split's)
+    # Per-item forgetting (mmcl.analyses.flips): per task learned before the last stage, its items lost and
+    # gained between the stage that learned it and the last, with examples; empty for other runs.
+    flips: dict[str, dict] = field(default_factory=dict)
 
     @property
     def group(self) -> Group:
@@ -137,6 +141,8 @@ def parse_run(data: dict, source: str) -> Run:
         measures=measures,
         base_measures=base_measures,
         generated=dict(data.get("generated", {})),
+        samples={task: (int(n), int(of)) for task, (n, of) in data.get("samples", {}).items()},
+        flips=dict(data.get("flips", {})),
     )
 
 

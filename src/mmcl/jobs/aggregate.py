@@ -33,6 +33,11 @@ def _primary(scores: dict, tasks: list[str]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
 
+def _samples(zeroshot: dict, tasks: list[str]) -> dict[str, list[int]]:
+    """Test samples scored per task, and of how many (fewer with evaluation.max_samples's seeded subset)."""
+    return {t: [zeroshot[t]["n"], zeroshot[t].get("of", zeroshot[t]["n"])] for t in tasks if "n" in zeroshot[t]}
+
+
 def needed_cells(
     params: Params, schedule: str, tasks: list[str], eval_tasks: list[str], rows: list[dict]
 ) -> list[dict]:
@@ -111,6 +116,7 @@ def aggregate_run(
         "eval_tasks": eval_tasks,
         "families": {t: zeroshot[t]["family"] for t in eval_tasks},
         "primary_metric": {t: zeroshot[t]["primary"] for t in eval_tasks},
+        "samples": _samples(zeroshot, eval_tasks),
         "stages": ["joint"] if schedule == "joint" else list(tasks),
         "matrix": matrix,
         "zeroshot": run.baseline,

@@ -74,9 +74,9 @@ def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], sa
 def write_predictions(out_dir: Path, task: str, samples: list[Sample], predictions: dict[str, str]) -> None:
     with atomic_path(out_dir / "predictions" / f"{task}.jsonl") as tmp, open(tmp, "w") as f:
         for sample in samples:
-            f.write(
-                json.dumps({"id": sample.id, "prediction": predictions[sample.id], "answers": sample.answers}) + "\n"
-            )
+            row = {"id": sample.id, "prediction": predictions[sample.id], "answers": sample.answers}
+            row |= {"instruction": sample.instruction, "media": sample.media}  # what per-item analyses show
+            f.write(json.dumps(row) + "\n")
 
 
 def read_predictions(out_dir: Path, task: str, samples: list[Sample]) -> dict[str, str]:

@@ -131,7 +131,22 @@ def _legend(run: Run, kept: list[str], joint_methods: list[str], with_reference:
         legend.append((", ".join(joint_methods), JOINT_LEGEND))
     if with_reference:
         legend.append((REFERENCE_LABEL, REFERENCE_LEGEND))
+    if run.samples:
+        legend.append(("test samples", samples_legend(run)))
     return legend
+
+
+def samples_legend(run: Run) -> str:
+    """How many test samples each task is scored on, and the standard error that number implies."""
+    counts = ", ".join(
+        f"{task} {n}" + (f" of {of} (a seeded subset, evaluation.max_samples)" if n < of else "")
+        for task, (n, of) in run.samples.items()
+    )
+    fewest = min(n for n, _ in run.samples.values())
+    return (
+        f"per task: {counts}. An accuracy of p% on n samples has a binomial standard error of "
+        f"100·sqrt(p(1-p)/n) points: at most ±{50 / math.sqrt(fewest):.1f} here (p = 50%, n = {fewest})"
+    )
 
 
 def build_table(runs: Sequence[Run], baseline: dict | None, method_order: Sequence[str] | None) -> MethodTable:

@@ -41,6 +41,7 @@ class TaskFamily:
     # linguistic-forgetting metrics (``mmcl.metrics.linguistic``); None: it counts toward neither.
     linguistic: str | None = None
     scorers: tuple[str, ...] = ()  # the values a task's `metric:` may take; the first is the default
+    per_item: bool = False  # scored item by item (``item_score``): each prediction is right or wrong
     # The run-level metrics averaged over the order's tasks of this family (``mmcl.metrics.continual``);
     # None: its tasks enter only the all-task averages, each in its primary metric.
     summary: Summary | None = None
@@ -56,6 +57,11 @@ class TaskFamily:
         """Scores (already scaled: percent, CIDEr x100) for every task's corpus, in one call (all the
         corpora of one call are scored with this instance's ``metric``)."""
         raise NotImplementedError
+
+    def item_score(self, prediction: str, answers: list[str]) -> float | None:
+        """One prediction's score in [0, 1], whose mean ×100 is the primary metric (``per_item`` families;
+        None for one scored on the corpus as a whole, as CIDEr is)."""
+        return None
 
 
 # Stage-0 samples that show a generation sample's image with no instruction and supervise its answer,

@@ -20,6 +20,7 @@ def is_gold(prediction: str, answers: list[str]) -> float:
 class MultipleChoice(TaskFamily):
     metrics = ("accuracy",)
     primary = "accuracy"
+    per_item = True
     prediction = "likelihood"
     linguistic = "nlu"
 
@@ -27,3 +28,6 @@ class MultipleChoice(TaskFamily):
         from mmcl.metrics.qa import accuracy
 
         return {task: {"accuracy": accuracy(preds, refs, is_gold)} for task, (preds, refs) in corpora.items()}
+
+    def item_score(self, prediction: str, answers: list[str]) -> float:
+        return is_gold(prediction, answers)

@@ -16,11 +16,17 @@ from mmcl.data.families import Corpus, Summary, TaskFamily
 class QuestionAnswering(TaskFamily):
     metrics = ("accuracy",)
     primary = "accuracy"
+    per_item = True
     summary = Summary("acc", "accuracy")
     scorers = ("exact", "vqa", "box")
 
     def score(self, corpora: dict[str, Corpus]) -> dict[str, dict[str, float]]:
         from mmcl.metrics import qa
 
+        return {task: {"accuracy": qa.accuracy(p, refs, self.item_score)} for task, (p, refs) in corpora.items()}
+
+    def item_score(self, prediction: str, answers: list[str]) -> float:
+        from mmcl.metrics import qa
+
         per_item = {"exact": qa.exact_match, "vqa": qa.vqa_accuracy, "box": qa.box_accuracy}[self.metric]
-        return {task: {"accuracy": qa.accuracy(preds, refs, per_item)} for task, (preds, refs) in corpora.items()}
+        return per_item(prediction, answers)
