@@ -205,12 +205,21 @@ def test_plan_of_each_real_preset_lists_every_job_kind(repo_root, name):
 
 
 def test_plan_counts_the_grid(repo_root):
-    """moincl-real: 12 distinct stages per sequential method and seed, one joint stage, a base evaluation."""
+    """moincl-real: 12 distinct stages per sequential method and seed, one joint stage, a base evaluation;
+    one prediction job per method and seed and the base model's, on the cells the metrics read."""
     jobs = {(job.kind, job.method): job for job in plan(preset(repo_root, "moincl-real")).jobs}
     assert jobs[("train_stage", "finetune")].count == 12 * 3
     assert jobs[("train_stage", "joint")].count == 3
     assert jobs[("teach", "lwf")].count == 10 * 3  # every stage but each order's first
-    assert jobs[("evaluate", None)].count == 1 + (7 * 12 + 1) * 3
+    assert jobs[("evaluate", None)].count == 1 + 8 * 3
+    # per sequential run of each of the 2 orders of 6 tasks: T(T+1)/2 + T - 1 = 26 cells; the joint stage and
+    # the base model every task; evaluation.cells: all, every checkpoint on every task
+    assert "1116 (checkpoint, task) cells" in jobs[("evaluate", None)].note  # 7*3*2*26 + 3*6 + 6
+    params = preset(repo_root, "moincl-real")
+    every = plan(replace(params, evaluation=replace(params.evaluation, cells="all"))).jobs
+    (evaluate,) = [job for job in every if job.kind == "evaluate"]
+    assert "1536 (checkpoint, task) cells" in evaluate.note  # 6 * (1 + (7*12 + 1)*3)
+    assert evaluate.gpu_hours > jobs[("evaluate", None)].gpu_hours
 
 
 def test_check_names_the_fix_and_the_micro_batch_that_fits(repo_root, tmp_path):

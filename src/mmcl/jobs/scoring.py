@@ -48,8 +48,11 @@ def split_size(data_dir: Path, task: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], samples, data_dir: Path) -> dict:
-    """Scores of every task, grouped by family and metric so that each group is scored in one call."""
+def score(
+    params: Params, suite: str, predictions: dict[str, dict[str, str]], samples, data_dir: Path | None = None
+) -> dict:
+    """Scores of every task, grouped by family and metric so that each group is scored in one call; with
+    ``data_dir``, each records the size of the task's whole test split (``of``)."""
     families = suite_families(params.suites[suite])
     tasks = params.suites[suite].tasks
     groups: dict[tuple, dict] = {}
@@ -64,7 +67,7 @@ def score(params: Params, suite: str, predictions: dict[str, dict[str, str]], sa
                 "family": family_name,
                 "modality": tasks[task].modality,
                 "n": len(corpora[task][0]),
-                "of": split_size(data_dir, task),
+                "of": split_size(data_dir, task) if data_dir else len(corpora[task][0]),
                 "primary": family.primary,
                 "metrics": metrics,
             }

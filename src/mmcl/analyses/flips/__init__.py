@@ -36,9 +36,10 @@ class PerItemForgetting(Analysis):
         final_dir = run.stage_scores[-1].parent
         metrics, entries = {}, {}
         for stage, task in enumerate(run.tasks[:-1]):
-            if not families[task].per_item:
-                continue
-            learned = read_predictions(run.stage_scores[stage].parent, task)
+            learned_dir = run.stage_scores[stage].parent
+            if not families[task].per_item or not (learned_dir / "predictions" / f"{task}.jsonl").exists():
+                continue  # scored on the corpus, or an evaluation that kept no predictions (made by hand)
+            learned = read_predictions(learned_dir, task)
             final = read_predictions(final_dir, task)
             found = flips(
                 {i: row["prediction"] for i, row in learned.items()},
