@@ -51,6 +51,9 @@ class ReportContext:
     backbones: Sequence[str] | None = None  # the grid's order of backbones (figure axes)
     baselines: dict[str, dict] = field(default_factory=dict)  # suite -> most-common-answer scores
     inputs: dict[str, list[Path]] = field(default_factory=dict)  # analysis name -> its report inputs
+    # Where the report goes: a group's files are written into a temporary directory, then moved under it
+    # (``group_dir``), so relative links to files outside the report start from there.
+    out_dir: Path = Path("reports")
 
 
 class Analysis:

@@ -82,6 +82,7 @@ def build_reports(
         backbones=backbone_order,
         baselines={suite: read_json(path) for suite, path in (baselines or {}).items() if suite in suites},
         inputs={name: [Path(p) for p in files] for name, files in (inputs or {}).items()},
+        out_dir=Path(out_dir),
     )
     every = analyses()
     applied = {analysis.name: [g for g, members in groups.items() if analysis.applies(members)] for analysis in every}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mmcl.analyses import ANALYSES
 from mmcl.analyses.base import Analysis, ReportContext, RunScores, links_section
-from mmcl.analyses.runs import Group, Run
+from mmcl.analyses.runs import Group, Run, group_dir
 from mmcl.data.families import suite_families
 from mmcl.metrics.flips import flips
 
@@ -71,7 +71,8 @@ class PerItemForgetting(Analysis):
         from mmcl.analyses.flips.report import flips_csv, flips_markdown
 
         (directory / "flips.csv").write_text(flips_csv(runs, context.methods))
-        (directory / "flips.md").write_text(flips_markdown(directory, runs, context.methods))
+        final = context.out_dir / group_dir(runs[0].group)  # where thumbnails' relative links start
+        (directory / "flips.md").write_text(flips_markdown(final, runs, context.methods))
 
     def index_section(self, groups: Sequence[Group], written: list) -> list[str]:
         text = (

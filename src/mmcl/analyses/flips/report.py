@@ -51,7 +51,7 @@ def _example(directory: Path, suite: str, entry: dict, item: str) -> str:
     media = [m for m in shown["media"] if Path(m).suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".webp")]
     thumbs = "".join(
         f'<img src="{os.path.relpath(Path("data") / suite / m, directory)}" width="48"> ' for m in media
-    )  # the report job runs at the project root, where data/ is
+    )  # ``directory``: the group's, relative to the project root (where the report job runs, and data/ is)
     return (
         f"- {thumbs}`{item}`: {shown['instruction']} — gold **{shown['answer']}**; "
         f"when learned: {shown['learned']!r}, at the end: {shown['final']!r}"
