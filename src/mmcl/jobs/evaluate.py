@@ -31,6 +31,8 @@ from mmcl.data.records import read_jsonl, split_path
 from mmcl.engine.responses import ResponseStore, batches, run_key, sample_key
 from mmcl.jobs.scoring import JUDGE, evaluated_samples, rescore, score, write_predictions
 
+PROGRESS_SECONDS = 60  # how often a long task logs how far it is
+
 
 @dataclass(frozen=True)
 class Target:
@@ -116,6 +118,7 @@ def predict_targets(
         for task in target.tasks:
             missing = store.missing(samples[task], keys[task])
             bar = tqdm(total=len(missing), desc=task, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+            logged = time.perf_counter()
             for batch in batches(missing, params.evaluation.batch_size, collator.prompt_length):
                 if task in drawing:
                     readings, images = draw(model, processor, collator, batch, data_dir, len(batch), device, judge)
@@ -125,6 +128,9 @@ def predict_targets(
                     readings = predict(family, model, processor, collator, batch, data_dir, params.evaluation, device)
                 store.append(task, [(keys[task][s.id], s.id, readings[s.id]) for s in batch])
                 bar.update(len(batch))
+                if time.perf_counter() - logged >= PROGRESS_SECONDS:  # a line in the rule's log now and then
+                    log(f"{task}: {bar.n}/{len(missing)} predicted ({time.perf_counter() - started:.0f} s)")
+                    logged = time.perf_counter()
             bar.close()
             stored = len(samples[task]) - len(missing)
             log(f"{task}: {len(missing)} predicted, {stored} stored ({time.perf_counter() - started:.1f} s)")
