@@ -70,14 +70,11 @@ def load_state(path: Path, *, model, optimizer, scheduler, fingerprint: str, log
     Returns (0, []) and leaves everything as it is when there is no usable state: none saved, saved
     by a run with other settings, or damaged (a resume state is a cache; starting over is safe).
     """
-    if not (path / META).exists():
-        return 0, []
-    meta = json.loads((path / META).read_text())
-    if meta.get("fingerprint") != fingerprint:
-        log(f"{path}: saved by a run with other settings; starting the stage from its beginning")
-        return 0, []
-    if not (path / TENSORS).exists() or sha256_file(path / TENSORS) != meta["sha256"]:
-        log(f"{path}: damaged (SHA-256 does not match its record); starting the stage from its beginning")
+
+    def intact(meta: dict) -> bool:
+        return (path / TENSORS).exists() and sha256_file(path / TENSORS) == meta["sha256"]
+
+    if (meta := usable_meta(path, fingerprint, intact, log)) is None:
         return 0, []
     tensors = load_file(path / TENSORS)
     with torch.no_grad():
@@ -122,18 +119,26 @@ def save_sharded_state(path: Path, accelerator, *, step: int, losses: list[float
 def load_sharded_state(path: Path, accelerator, *, fingerprint: str, log) -> tuple[int, list[float]]:
     """``load_state``'s counterpart for ``save_sharded_state``: every rank reads its shard into the prepared
     model, optimizer and scheduler. Call on every rank, after ``accelerator.prepare``."""
-    if not (path / META).exists():
-        return 0, []
-    meta = json.loads((path / META).read_text())
-    if meta.get("fingerprint") != fingerprint:
-        log(f"{path}: saved by a run with other settings; starting the stage from its beginning")
-        return 0, []
-    if _digests(path) != meta.get("sha256"):
-        log(f"{path}: damaged (its files' SHA-256 do not match their record); starting the stage from its beginning")
+    if (meta := usable_meta(path, fingerprint, lambda meta: _digests(path) == meta.get("sha256"), log)) is None:
         return 0, []
     accelerator.load_state(path)
     log(f"resuming at step {meta['step']} from {path}")
     return meta["step"], meta["losses"]
+
+
+def usable_meta(path: Path, fingerprint: str, intact, log) -> dict | None:
+    """A saved state's ``state.json``, or None when there is none, it is another run's, or ``intact(meta)``
+    finds its files damaged (a resume state is a cache: starting over is safe)."""
+    if not (path / META).exists():
+        return None
+    meta = json.loads((path / META).read_text())
+    if meta.get("fingerprint") != fingerprint:
+        log(f"{path}: saved by a run with other settings; starting the stage from its beginning")
+        return None
+    if not intact(meta):
+        log(f"{path}: damaged (SHA-256 does not match its record); starting the stage from its beginning")
+        return None
+    return meta
 
 
 def _digests(directory: Path) -> dict[str, str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcl.config.schema import Params
-from mmcl.core.io import write_json
+from mmcl.core.io import atomic_path, write_json
 from mmcl.core.provenance import record
 from mmcl.core.registry import ConfigError
 from mmcl.data.families import suite_families
@@ -146,8 +146,6 @@ def predict_targets(
 
 def save_images(directory: Path, images: dict) -> None:
     """A batch's generated images, each written whole before the batch's predictions are stored."""
-    from mmcl.core.io import atomic_path
-
     directory.mkdir(parents=True, exist_ok=True)
     for sample_id, image in images.items():
         with atomic_path(directory / f"{sample_id}.png") as tmp:
