@@ -78,15 +78,15 @@ def tiny_base(tiny_suite, tmp_path_factory):
     return out
 
 
-def batch_of(model, processor, params, data, task, n=4):
-    """A training batch of a micl-synth task's first ``n`` samples, collated for ``model``."""
+def batch_of(model, processor, params, data, task, n=4, suite="micl-synth"):
+    """A training batch of a ``suite`` task's first ``n`` samples, collated for ``model``."""
     from mmcl.data.families import suite_families
     from mmcl.data.records import read_jsonl, split_path
     from mmcl.engine.batching import Collator, InstructionDataset
 
     samples = read_jsonl(split_path(data, task, "train"))[:n]
     dataset = InstructionDataset(samples, data, processor)
-    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites["micl-synth"]))
+    collator = Collator(model.tokenizer, model.num_media_tokens, suite_families(params.suites[suite]))
     return collator.train_batch([dataset[i] for i in range(len(dataset))])
 
 

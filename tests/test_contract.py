@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import save_tiny_clip, save_tiny_llm, save_tiny_whisper, with_backbone
+from conftest import batch_of, save_tiny_clip, save_tiny_llm, save_tiny_whisper, with_backbone
 from contract_kit import ORDER, SEED, SETTINGS, Contract, Setting, quiet, run_method, setting_for
 
 from mmcl.analyses import ANALYSES
@@ -41,7 +41,7 @@ def test_every_method_trains_two_stages_that_reload_evaluate_and_aggregate(contr
     import torch
 
     from mmcl.core.io import read_json
-    from mmcl.models.checkpoint import load_base, load_stage
+    from mmcl.models.checkpoint import StageSwap, load_base, load_stage
 
     setting = setting_for(contract, method)
     result = run_method(contract, method, setting)
@@ -49,7 +49,7 @@ def test_every_method_trains_two_stages_that_reload_evaluate_and_aggregate(contr
     config = contract.params.methods[method]
     schedule = METHODS.get(config.type).schedule
     assert len(checkpoints) == {"sequential": 2, "joint": 1, "none": 0}[schedule]
-    start, _ = load_base(contract.start(setting))
+    start, processor = load_base(contract.start(setting))
     METHODS.get(config.type)(config).prepare_model(start)
     before, base_keys, compared = start.state_dict(), set(load_base(contract.start(setting))[0].state_dict()), 0
     for checkpoint in checkpoints:
@@ -67,6 +67,13 @@ def test_every_method_trains_two_stages_that_reload_evaluate_and_aggregate(contr
             compared += 1
         before = after
     assert compared or not checkpoints, f"{method}: no stage could be compared with where it started"
+    shaping = METHODS.get(config.type)(config)
+    if checkpoints and shaping.merged_weights(start):  # evaluation merges its deltas: that changes no prediction
+        swap = StageSwap(start.eval(), shaping)
+        assert swap.load(checkpoints[-1])
+        data = contract.path(paths.suite_dir(setting.suite))
+        batch = batch_of(reloaded, processor, contract.params, data, setting.order[0], suite=setting.suite)
+        torch.testing.assert_close(start(**batch).logits, reloaded.eval()(**batch).logits, atol=1e-4, rtol=1e-4)
     rows = len(checkpoints) if schedule != "none" else len(setting.order)
     for metric, matrix in run["matrix"].items():
         assert len(matrix) == rows and all(len(row) == len(run["eval_tasks"]) for row in matrix), metric

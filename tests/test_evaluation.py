@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import batch_of
 
 from mmcl.core.plan import plan_stages, scored_tasks
 from mmcl.data.records import Sample
@@ -149,3 +150,68 @@ def test_rescoring_reads_the_stored_predictions_with_another_metric(tiny_suite, 
     assert set(scores) == {"text_qa"} and scores["text_qa"]["n"] == scores["text_qa"]["of"] == 8
     assert "accuracy" in scores["text_qa"]["metrics"]
     assert (out / LOG).read_bytes() == responses, "scoring reads the predictions and writes none"
+
+
+def lora_checkpoints(params, base, out: Path, count: int) -> list[Path]:
+    """``count`` stage checkpoints of the default grid's ``lora``, each with its own random adapter."""
+    import torch
+
+    from mmcl.jobs.evaluate import prepare
+    from mmcl.models.checkpoint import load_base, save_stage
+
+    model, _ = load_base(base)
+    adapter = prepare(params, "lora", model).trainable_parameters(model)
+    checkpoints = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if ".lora_" in name:
+                    parameter.normal_(0, 0.05)
+        checkpoints.append(out / f"stage-{seed}")
+        save_stage(checkpoints[-1], model, set(adapter), {}, {"seed": seed})
+    return checkpoints
+
+
+def test_merged_adapters_predict_what_the_adapter_path_does_and_the_swap_restores_the_start(
+    tiny_suite, tiny_base, tmp_path
+):
+    import torch
+
+    from mmcl.jobs.evaluate import Target, predict_targets, prepare
+    from mmcl.models.checkpoint import StageSwap, load_base, load_stage
+
+    params, data = tiny_suite
+    checkpoints = lora_checkpoints(params, tiny_base, tmp_path, 2)
+    model, processor = load_base(tiny_base)
+    lora = prepare(params, "lora", model)
+    model.eval()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    assert lora.merged_weights(model), "lora names the weights it merges into"
+    swap = StageSwap(model, lora)
+    batch = batch_of(model, processor, params, data, "image_qa")
+    for checkpoint in checkpoints:
+        assert swap.load(checkpoint)
+        merged = model(**batch).logits
+        adapter_path, _ = load_base(tiny_base)
+        prepare(params, "lora", adapter_path)
+        load_stage(checkpoint, adapter_path)
+        torch.testing.assert_close(merged, adapter_path.eval()(**batch).logits, atol=1e-4, rtol=1e-4)
+    assert not swap.load(None)
+    assert all(torch.equal(value, start[key]) for key, value in model.state_dict().items()), "start restored"
+
+    raw = yaml.safe_load(Path(params.path).read_text())
+    raw["evaluation"]["merge_adapters"] = False
+    unmerged_path = tmp_path / "params.yaml"
+    unmerged_path.write_text(yaml.safe_dump(raw))
+    runs = {}
+    for name, run_params in {"merged": params, "adapter": load_params(unmerged_path)}.items():
+        targets = [Target(c, tmp_path / name / c.name, ("image_cap", "audio_qa")) for c in checkpoints]
+        predict_targets(run_params, suite="micl-synth", method="lora", data_dir=data, base_dir=tiny_base,
+                        targets=targets, log=lambda _: None)  # fmt: skip
+        runs[name] = targets
+    for merged, adapter in zip(*runs.values(), strict=True):
+        assert json.loads((merged.out_dir / "provenance.json").read_text())["job"]["merged"]
+        for task in merged.tasks:
+            name = f"predictions/{task}.jsonl"
+            assert (merged.out_dir / name).read_bytes() == (adapter.out_dir / name).read_bytes()

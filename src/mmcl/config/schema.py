@@ -135,6 +135,9 @@ class EvalConfig:
     # Which (checkpoint, task) cells are scored: `needed` those the metrics read (the tasks learned so far,
     # the next one, the tasks outside the order; the base model on every task), `all` the whole matrix.
     cells: str = "needed"
+    # Fold LoRA deltas into the weights for inference where the method allows it (W + BA: faster, and in
+    # bf16 rounded once more); false: evaluate the adapter path as it was trained.
+    merge_adapters: bool = True
 
 
 @dataclass

@@ -55,11 +55,14 @@ def load_model(params: Params, method: str | None, base_dir: Path, checkpoint: P
     return model, processor
 
 
-def prepare(params: Params, method: str, model) -> None:
+def prepare(params: Params, method: str, model):
+    """Shape ``model`` as ``method``'s checkpoints need it (e.g. LoRA adapters); returns the method."""
     from mmcl.methods import METHODS
 
     method_config = params.methods[method]
-    METHODS.get(method_config.type)(method_config).prepare_model(model)
+    shaping = METHODS.get(method_config.type)(method_config)
+    shaping.prepare_model(model)
+    return shaping
 
 
 def decoding(params: Params, dtype: str) -> dict:
@@ -101,17 +104,17 @@ def predict_targets(
         raise ConfigError(f"evaluate: suite '{suite}' has generation tasks ({', '.join(drawing)}); pass its --judge")
     judge, judge_settings = load_judge(judge_dir) if drawing else (None, {})
     model, processor = load_base(base_dir, dtype if dtype != torch.float32 else None)
-    if any(target.checkpoint is not None for target in targets):
-        prepare(params, method, model)
+    shaping = prepare(params, method, model) if any(target.checkpoint is not None for target in targets) else None
     processor = media_reader(model, processor, features_dir, base_dir, data_dir, log)
     model.to(device).eval()
-    swap = StageSwap(model)
+    swap = StageSwap(model, shaping if params.evaluation.merge_adapters else None)
     collator = Collator(model.tokenizer, model.num_media_tokens, families)
     decoded_with = decoding(params, str(dtype).removeprefix("torch."))
     generated = {}
     for target in targets:
-        swap.load(target.checkpoint)
-        run = run_key(base_dir, target.checkpoint, decoded_with, Path(data_dir) / "manifest.json")
+        merged = swap.load(target.checkpoint)  # a merged model's rounding differs: it is part of the key
+        settings = decoded_with | {"merged": True} if merged else decoded_with
+        run = run_key(base_dir, target.checkpoint, settings, Path(data_dir) / "manifest.json")
         keys = {task: {s.id: sample_key(run, s) for s in samples[task]} for task in target.tasks}
         store = ResponseStore(target.out_dir, run)
         started = time.perf_counter()
@@ -139,7 +142,7 @@ def predict_targets(
         if drawing:
             write_json(target.out_dir / JUDGE, {"accuracy": judge_settings["stats"]["accuracy"], "tasks": drawing})
         job = {"command": "predict", "suite": suite, "method": method, "checkpoint": str(target.checkpoint or base_dir)}
-        record(target.out_dir / "provenance.json", params, job | {"generated": store.generated})
+        record(target.out_dir / "provenance.json", params, job | {"generated": store.generated, "merged": merged})
         generated[target.out_dir] = store.generated
     return generated
 

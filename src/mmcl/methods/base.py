@@ -105,6 +105,15 @@ class CLMethod:
         """Names of the parameters the optimizer updates during this stage."""
         return []
 
+    def merged_weights(self, model: MultimodalLM) -> list[str]:
+        """The model's tensors that ``merge`` folds the method's trained deltas into for inference. [] (the
+        default): nothing to fold, because the method trains the weights themselves or its deltas depend on
+        the input (routed experts); evaluation then runs the model as trained."""
+        return []
+
+    def merge(self, model: MultimodalLM, merged: bool) -> None:
+        """Fold the deltas into ``merged_weights`` (True), or take them out again (False)."""
+
     def before_stage(self, model: MultimodalLM, context: StageContext) -> None:
         pass
 

@@ -44,3 +44,17 @@ class LoRA(CLMethod):
     def trainable_parameters(self, model):
         adapter = [name for name in parameters_under(model, "llm.") if ".lora_" in name]
         return adapter + backbone_parts(model, llm=False, projectors=self.config.train_projectors)
+
+    def merged_weights(self, model):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        names = {id(parameter): name for name, parameter in model.named_parameters()}
+        layers = (m for m in model.llm.modules() if isinstance(m, BaseTunerLayer))
+        return [names[id(layer.get_base_layer().weight)] for layer in layers]
+
+    def merge(self, model, merged):
+        # W + (alpha / r) B A in place: one matrix product per adapted layer instead of three.
+        if merged:
+            model.llm.merge_adapter()
+        else:
+            model.llm.unmerge_adapter()

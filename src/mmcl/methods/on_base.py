@@ -46,3 +46,9 @@ class OnBase(CLMethod):
 
     def trainable_parameters(self, model):
         return self.base.trainable_parameters(model)
+
+    def merged_weights(self, model):
+        return self.base.merged_weights(model)
+
+    def merge(self, model, merged):
+        self.base.merge(model, merged)

@@ -105,20 +105,35 @@ def load_stage(ckpt_dir: Path, model: torch.nn.Module) -> tuple[set[str], dict]:
 class StageSwap:
     """Stage checkpoints of one method loaded in turn onto one loaded start model: before each, the tensors
     the previous one replaced get their start values back, so each checkpoint is evaluated exactly as if
-    loaded onto a fresh start model, which is loaded once."""
+    loaded onto a fresh start model, which is loaded once.
 
-    def __init__(self, model: torch.nn.Module):
+    With ``method``, a checkpoint's deltas are merged into the weights after it is loaded, where the method
+    allows it (``CLMethod.merged_weights``), and taken out before the next: the weights they changed get
+    their start values back too, so rounding in the merge never reaches another checkpoint."""
+
+    def __init__(self, model: torch.nn.Module, method=None):
         self.model = model
+        self.method = method
         self.start: dict[str, torch.Tensor] = {}  # the start values of the tensors checkpoints replaced
+        self.merged = False
 
     @torch.no_grad()
-    def load(self, ckpt_dir: Path | None) -> None:
-        """Put ``ckpt_dir`` onto the start model (None: the start model itself)."""
+    def load(self, ckpt_dir: Path | None) -> bool:
+        """Put ``ckpt_dir`` onto the start model (None: the start model itself); True when its deltas were
+        merged into the weights."""
+        if self.merged:
+            self.method.merge(self.model, False)
+            self.merged = False
         state = self.model.state_dict()
         for key, value in self.start.items():
             state[key].copy_(value)
         if ckpt_dir is None:
-            return
-        keys = safe_open(Path(ckpt_dir) / WEIGHTS, framework="pt").keys()
+            return False
+        merged = self.method.merged_weights(self.model) if self.method is not None else []
+        keys = [*safe_open(Path(ckpt_dir) / WEIGHTS, framework="pt").keys(), *merged]
         self.start |= {key: state[key].detach().clone() for key in keys if key in state and key not in self.start}
         load_stage(ckpt_dir, self.model)
+        if merged:
+            self.method.merge(self.model, True)
+            self.merged = True
+        return self.merged
