@@ -241,6 +241,12 @@ CATALOGUE = [
         "; defined: ",
     ),
     config(
+        "unknown-baseline",
+        edited("grid.baseline", "lroa"),
+        "grid.baseline: unknown method of grid.methods 'lroa'",
+        "(did you mean 'lora'?)",
+    ),
+    config(
         "unknown-task",
         edited(f"{SUITE}.orders.img-aud-vid", ["image_cap", "imag_qa"]),
         f"{SUITE}.orders.img-aud-vid[1]: unknown task 'imag_qa'",

@@ -52,6 +52,8 @@ def sequential_run(method: str, seed: int) -> dict:
         "backbone": BACKBONE,
         "method": method,
         "seed": seed,
+        "fingerprint": "f" * 16,
+        "commit": "c" * 40,
         "tasks": TASKS,
         "eval_tasks": EVAL_TASKS,
         "families": FAMILIES,
@@ -110,6 +112,15 @@ def write_inputs(directory: Path) -> tuple[list[Path], dict[str, Path]]:
     return paths, {SUITE: baseline}
 
 
+def interval(values: list[float]) -> str:
+    """``mean [low, high]``: the 95% Student t interval of the seed mean, as the tables print it."""
+    from scipy.stats import t
+
+    mean = statistics.mean(values)
+    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{mean:.1f} [{mean - half:.1f}, {mean + half:.1f}]".replace("-0.0", "0.0")
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
@@ -137,7 +148,7 @@ def inputs(tmp_path_factory) -> tuple[list[Path], dict[str, Path]]:
 def built(inputs, tmp_path_factory) -> tuple[Path, dict]:
     run_files, baselines = inputs
     out = tmp_path_factory.mktemp("reports")
-    return out, build_reports(run_files, out, method_order=METHOD_ORDER, baselines=baselines)
+    return out, build_reports(run_files, out, method_order=METHOD_ORDER, baselines=baselines, compare_with="finetune")
 
 
 def test_results_csv_has_one_row_per_defined_cell(built):
@@ -158,7 +169,10 @@ def test_results_csv_has_one_row_per_defined_cell(built):
         "task",
         "metric",
         "value",
+        "fingerprint",
+        "commit",
     ]
+    assert {(r["fingerprint"], r["commit"]) for r in rows} == {("f" * 16, "c" * 40)}, "each row names its run's"
     cell = [
         r
         for r in rows
@@ -183,6 +197,9 @@ def test_summary_mean_and_std_over_seeds(built):
     assert float(last_acc["mean"]) == pytest.approx(50.0)  # (45 + 55) / 2
     assert float(last_acc["std"]) == pytest.approx(math.sqrt(50.0), abs=1e-6)  # ddof=1
     assert last_acc["n_seeds"] == "2"
+    # 95% Student t interval: 50 ± t(0.975, 1) · sqrt(50) / sqrt(2) = 50 ± 12.7062 · 5
+    assert (float(last_acc["ci_low"]), float(last_acc["ci_high"])) == pytest.approx((-13.531, 113.531), abs=1e-3)
+    assert last_acc["interval"] == "t over seeds"
     lwf_learn = summary[("lwf", "learn_acc")]
     assert (float(lwf_learn["mean"]), float(lwf_learn["std"])) == pytest.approx((81.0, math.sqrt(2.0)), abs=1e-6)
     # One seed: std is left empty; undefined metrics have no mean and count no seeds.
@@ -223,10 +240,12 @@ def test_markdown_table(built):
         "Learned Acc",
     ]  # CIDEr forgetting/BWT: undefined in every row, so dropped
     column = dict(zip(header, rows["finetune"], strict=True))
-    assert column["image_cap (CIDEr)"] == "55.0 ± 7.1"  # final CIDEr 50, 60
-    assert column["image_qa (Acc)"] == "55.0 ± 7.1"
-    assert column["Avg Acc"] == "50.0 ± 7.1"
-    assert dict(zip(header, rows["lwf"], strict=True))["Forgetting Acc"] == "39.0 ± 1.4"
+    assert column["image_cap (CIDEr)"] == interval([50, 60]) == "55.0 [-8.5, 118.5]"  # final CIDEr 50, 60
+    assert column["image_qa (Acc)"] == interval([50, 60])
+    assert column["Avg Acc"] == interval([45, 55])  # the baseline itself: no mark
+    # lwf against finetune, paired by seed: forgetting 40 vs 60 and 38 vs 50, p = 0.16 -> "≈"
+    assert dict(zip(header, rows["lwf"], strict=True))["Forgetting Acc"] == interval([40, 38]) + " ≈"
+    assert "paired t-test against finetune" in text
     joint = dict(zip(header, rows["joint"], strict=True))
     assert (joint["Avg Acc"], joint["Forgetting Acc"], joint["BWT Acc"]) == ("87.5", "–", "–")
     reference = dict(zip(header, rows["most common (reference)"], strict=True))
@@ -239,12 +258,20 @@ def test_markdown_table(built):
     assert text.rstrip().splitlines()[-1].startswith("- **most common (reference)**")
 
 
-def test_table_csv_has_mean_and_std_columns(built):
+def test_table_csv_has_mean_std_interval_and_p_value_columns(built):
+    from scipy.stats import ttest_rel
+
     out, _ = built
     rows = {r["method"]: r for r in read_csv(out / GROUP / "table.csv")}
     assert list(rows) == ["finetune", "lwf", "joint", "most common (reference)"]
     assert float(rows["finetune"]["image_qa (Acc) mean"]) == 55.0
     assert float(rows["finetune"]["image_qa (Acc) std"]) == pytest.approx(7.0711)
+    assert float(rows["finetune"]["image_qa (Acc) ci_high"]) == pytest.approx(55 + 12.7062 * 5, abs=1e-3)
+    assert rows["finetune"]["image_qa (Acc) interval"] == "t over seeds"
+    # Avg Acc: lwf 65, 67 against finetune 45, 55, paired by seed
+    assert float(rows["lwf"]["Avg Acc p vs finetune"]) == pytest.approx(ttest_rel([65, 67], [45, 55]).pvalue, abs=1e-4)
+    assert rows["finetune"]["Avg Acc p vs finetune"] == rows["joint"]["Avg Acc p vs finetune"] == ""
+    assert "image_qa (Acc) p vs finetune" not in rows["lwf"], "only the summary columns are tested"
     assert rows["joint"]["Forgetting Acc mean"] == ""
     assert rows["most common (reference)"]["n_seeds"] == ""
 
@@ -255,7 +282,7 @@ def test_latex_is_booktabs_with_escaped_names(built):
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "image\\_cap (CIDEr)" in tex
     assert "text\\_qa$^\\dagger$" in tex
-    assert "55.0 $\\pm$ 7.1" in tex
+    assert "55.0 [-8.5, 118.5]" in tex and "$\\approx$" in tex
     assert "most common (reference)" in tex
     body = tex.replace("\\_", "")
     assert "_" not in body
@@ -319,9 +346,13 @@ def test_index_links_every_table(built):
 def test_build_is_deterministic(built, inputs, tmp_path):
     first, _ = built
     run_files, baselines = inputs
-    build_reports(list(reversed(run_files)), tmp_path, method_order=METHOD_ORDER, baselines=baselines)
+    build_reports(
+        list(reversed(run_files)), tmp_path, method_order=METHOD_ORDER, baselines=baselines, compare_with="finetune"
+    )
     files = sorted(p.relative_to(first) for p in first.rglob("*.*"))
-    assert len(files) == 14  # results, summary, metrics, index + table.{md,csv,tex} + 2 curves + 5 heatmaps
+    assert (
+        len(files) == 15
+    )  # results, summary, metrics, environment, index + table.{md,csv,tex} + 2 curves + 5 heatmaps
     for rel in files:
         assert (first / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 
@@ -363,7 +394,7 @@ def test_groups_method_order_and_single_seed_tables(tmp_path):
     text = (small / "table.md").read_text()
     assert text.splitlines()[0] == "# micl-synth · order img-aud · backbone small · 1 seed"
     assert table_rows(text)["finetune"][:2] == ["50.0", "50.0"]  # one seed: plain values, no "±"
-    assert list(read_csv(small / "table.csv")[0])[:3] == ["method", "n_seeds", "image_cap (CIDEr)"]
+    assert list(read_csv(small / "table.csv")[0])[:3] == ["method", "n_seeds", "image_cap (CIDEr) mean"]
     index = (tmp_path / "out" / "index.md").read_text()
     assert f"{SUITE}/{ORDER}/small/table.md" in index and f"{GROUP.as_posix()}/table.md" in index
 
@@ -427,9 +458,8 @@ def linguistic_runs() -> list[dict]:
 
 
 def by_hand(backbone: str, method: str, name: str, stage: int = 2) -> str:
-    """``mean ± std`` over the two seeds, as the table prints it."""
-    values = [linguistic_values(L_FORGET[(backbone, method, seed)], stage)[name] for seed in (0, 1)]
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+    """The mean and interval over the two seeds, as the table prints it."""
+    return interval([linguistic_values(L_FORGET[(backbone, method, seed)], stage)[name] for seed in (0, 1)])
 
 
 @pytest.fixture(scope="module")
@@ -456,8 +486,8 @@ def test_linguistic_table_per_backbone(linguistic_built):
             assert rows[method] == expected, (backbone, method)
         assert rows["base model (scores, not Δ)"] == ["10.0", "60.0", "50.0"]
         assert "positive = forgetting" in text
-    # e.g. tiny-m msgm: NLG Δ 1 and -2 -> -0.5 ± 2.1 (it got better on average)
-    assert by_hand("tiny-m", "msgm", "nlg_delta") == "-0.5 ± 2.1"
+    # e.g. tiny-m msgm: NLG Δ 1 and -2 -> -0.5 (it got better on average), std 2.1
+    assert by_hand("tiny-m", "msgm", "nlg_delta") == "-0.5 [-19.6, 18.6]"
 
 
 def test_linguistic_csv_and_latex(linguistic_built):
@@ -534,7 +564,7 @@ def test_stage_curves_are_seed_means_per_stage(linguistic_files):
 def test_linguistic_build_is_deterministic(linguistic_built, linguistic_files, tmp_path):
     build_reports(list(reversed(linguistic_files)), tmp_path, method_order=L_METHODS, backbone_order=L_BACKBONES)
     files = sorted(p.relative_to(linguistic_built) for p in linguistic_built.rglob("*.*"))
-    assert len(files) == 4 + 2 * (3 + 4 + 2 + 3 + 1) + 1  # top-level 4; per backbone table, 4 heatmaps,
+    assert len(files) == 5 + 2 * (3 + 4 + 2 + 3 + 1) + 1  # top-level 5; per backbone table, 4 heatmaps,
     # 2 curves, linguistic table, stage figure; one NLG Δ-by-backbone figure
     for rel in files:
         assert (linguistic_built / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
@@ -635,10 +665,11 @@ def test_generation_table_shows_both_kinds_of_forgetting(generation_built):
         "Inter-modal forgetting",
         "Trainable params (K)",
     ]
-    # lora: reason 40, 50 -> 45.0 ± 7.1; gen after 20, 30 -> inter-modal forgetting 57, 47
-    assert rows["lora"] == ["45.0 ± 7.1", "45.0 ± 7.1", "45.0 ± 7.1", "77.0 ± 0.0", "25.0 ± 7.1", "40.0 ± 0.0",
-                            "52.0 ± 7.1", "16.4"]  # fmt: skip
-    assert rows["mode"][4:] == ["72.0 ± 2.8", "40.0 ± 0.0", "5.0 ± 2.8", "41.0"]
+    # lora: reason 40, 50; gen after 20, 30 -> inter-modal forgetting 57, 47
+    assert rows["lora"] == [interval([40, 50])] * 3 + [
+        "77.0 [77.0, 77.0]", interval([20, 30]), "40.0 [40.0, 40.0]", interval([57, 47]), "16.4"
+    ]  # fmt: skip
+    assert rows["mode"][4:] == [interval([70, 74]), "40.0 [40.0, 40.0]", interval([7, 3]), "41.0"]
     assert rows["stage-0 model"] == ["–", "–", "–", "77.0", "–", "–", "–", "–"]
     assert "Gen before − Gen after" in text
     csv_rows = {r["method"]: r for r in read_csv(generation_built / "generation.csv")}

@@ -262,8 +262,15 @@ def cmd_report(args) -> None:
         baselines={suite: Path(path) for suite, path in _pairs(args.reference, "--reference", "micl-synth=...")},
         backbone_order=params.grid.backbones,
         inputs=inputs,
+        compare_with=params.grid.compare_with,
     )
     print(f"report written to {args.out}/index.md")
+
+
+def cmd_compare(args) -> None:
+    from mmcl.jobs.compare import compare_command
+
+    sys.exit(0 if compare_command(args.a, args.b, args.against) else 1)
 
 
 def artifact_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -457,6 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="reports")
     p.add_argument("--preset", help="the report of presets.<PRESET>: its methods and backbones order the rows and axes")
+
+    from mmcl.jobs import compare
+
+    p = sub.add_parser(
+        "compare",
+        help="Did report directory B reproduce A? Every metric with its interval, agreement, and a verdict.",
+        description=compare.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("a", nargs="?", help="report directory A (with --against: the directory, default reports)")
+    p.add_argument("b", nargs="?", help="report directory B")
+    p.add_argument("--against", metavar="REV", help="compare the directory as committed at git revision REV with it")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -253,7 +253,9 @@ RUN_FILES = expand(
     seed=GRID.seeds,
     order=GRID.orders,
 )
-REPORT_FILES = [f"{REPORT_DIR}/{name}" for name in ("index.md", "results.csv", "summary.csv", "metrics.json")]
+REPORT_FILES = [
+    f"{REPORT_DIR}/{name}" for name in ("index.md", "results.csv", "summary.csv", "metrics.json", "environment.json")
+]
 # What the report's analyses read besides the runs (e.g. MoDE's Figure 5 files), by analysis.
 REPORT_INPUTS = {analysis.name: analysis.report_inputs(PARAMS, GRID) for analysis in ANALYSES_USED}
 

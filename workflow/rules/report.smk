@@ -35,6 +35,7 @@ rule report:
     params:
         params_file=PARAMS_FILE,
         suite=SUITE,
+        baseline=GRID.compare_with or "",  # what the tables test against: a change re-runs the report
         preset=f"--preset {PRESET}" if PRESET else "",
         out=lambda wildcards, output: Path(output[0]).parent,
         inputs=lambda wildcards, input: "".join(f" --input {a}={path}" for a in REPORT_INPUTS for path in input[a]),

@@ -48,6 +48,7 @@ class ReportContext:
     """What every group of a report shares."""
 
     methods: Sequence[str]  # in the report's order: rows and colours follow it
+    compare_with: str | None = None  # the method every table row is tested against (grid.baseline)
     backbones: Sequence[str] | None = None  # the grid's order of backbones (figure axes)
     baselines: dict[str, dict] = field(default_factory=dict)  # suite -> most-common-answer scores
     inputs: dict[str, list[Path]] = field(default_factory=dict)  # analysis name -> its report inputs

@@ -58,6 +58,9 @@ class Run:
     # Per-item forgetting (mmcl.analyses.flips): per task learned before the last stage, its items lost and
     # gained between the stage that learned it and the last, with examples; empty for other runs.
     flips: dict[str, dict] = field(default_factory=dict)
+    fingerprint: str | None = None  # what its results depend on (``Params.run_fingerprint``)
+    commit: str | None = None  # the code that aggregated it
+    environment: dict = field(default_factory=dict)  # machine, threads, libraries (``mmcl.core.provenance``)
 
     @property
     def group(self) -> Group:
@@ -143,6 +146,9 @@ def parse_run(data: dict, source: str) -> Run:
         generated=dict(data.get("generated", {})),
         samples={task: (int(n), int(of)) for task, (n, of) in data.get("samples", {}).items()},
         flips=dict(data.get("flips", {})),
+        fingerprint=data.get("fingerprint"),
+        commit=data.get("commit"),
+        environment=dict(data.get("environment", {})),
     )
 
 

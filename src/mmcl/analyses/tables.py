@@ -11,14 +11,16 @@ from pathlib import Path
 import pandas as pd
 
 from mmcl.analyses.runs import NAN, Run
-from mmcl.analyses.tidy import Stat
+from mmcl.analyses.tidy import ITEMS_INTERVAL, SEEDS_INTERVAL, Stat
 from mmcl.core.io import write_text
+from mmcl.metrics.statistics import ALPHA, paired_t_test
 
 METRIC_LABELS = {"accuracy": "Acc", "cider": "CIDEr", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L"}
 DAGGER = "†"
 UNDEFINED = "–"
 CSV_DECIMALS = 4
-MEAN_STD_LEGEND = ("mean ± std", f"over seeds (sample std, ddof=1); {UNDEFINED} = undefined.")
+SIGNIFICANT = "*"
+NOT_SIGNIFICANT = "≈"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,13 @@ class TableRow:
     label: str
     cells: tuple[Stat, ...]
     seeds: tuple[int, ...]  # empty for the reference row
+    # Per cell: the paired test's p-value against the table's baseline row (NaN: not compared).
+    p_values: tuple[float, ...] = ()
+
+    def mark(self, column: int) -> str:
+        """`*` where the difference from the baseline is significant at ALPHA, `≈` where it is not."""
+        p = self.p_values[column] if self.p_values else NAN
+        return "" if math.isnan(p) else SIGNIFICANT if p < ALPHA else NOT_SIGNIFICANT
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,12 @@ class MethodTable:
     # A table beside the main one names itself: heading/caption opening, and LaTeX label suffix.
     title: str | None = None
     label: str | None = None
+    baseline: str | None = None  # the row the others are compared with (``compared``)
 
     @classmethod
-    def of(cls, first: Run, headers, rows, legend, title: str | None = None, label: str | None = None) -> MethodTable:
+    def of(
+        cls, first: Run, headers, rows, legend, title: str | None = None, label: str | None = None, baseline=None
+    ) -> MethodTable:
         """The table of ``first``'s (suite, order, backbone)."""
         return cls(
             suite=first.suite,
@@ -56,6 +68,7 @@ class MethodTable:
             legend=tuple(legend),
             title=title,
             label=label,
+            baseline=baseline,
         )
 
     @property
@@ -95,18 +108,75 @@ def method_rows(
     return rows
 
 
+def compared(rows: Sequence[TableRow], baseline: str | None, columns: Sequence[int]) -> list[TableRow]:
+    """``rows`` with the p-value of each of ``columns`` against the ``baseline`` row: a paired t-test over the
+    seeds both have the cell defined for (NaN with fewer than two, and for the baseline and fixed rows)."""
+    reference = next((row for row in rows if row.label == baseline and row.seeds), None)
+    if reference is None:
+        return list(rows)
+    result = []
+    for row in rows:
+        p_values = [NAN] * len(row.cells)
+        if row.seeds and row is not reference:
+            for column in columns:
+                theirs = dict(zip(reference.seeds, reference.cells[column].values, strict=True))
+                pairs = [
+                    (ours, theirs[seed])
+                    for seed, ours in zip(row.seeds, row.cells[column].values, strict=True)
+                    if seed in theirs and not math.isnan(ours) and not math.isnan(theirs[seed])
+                ]
+                p_values[column] = paired_t_test(*zip(*pairs, strict=True)) if len(pairs) > 1 else NAN
+        result.append(TableRow(row.label, row.cells, row.seeds, tuple(p_values)))
+    return result
+
+
+def uncertainty_legend(rows: Sequence[TableRow], baseline: str | None) -> list[tuple[str, str]]:
+    """What the table's intervals and marks are: entries only for the kinds its cells show."""
+    kinds = {cell.interval for row in rows for cell in row.cells}
+    legend = []
+    if SEEDS_INTERVAL in kinds:
+        legend.append(
+            (
+                "mean [low, high]",
+                "mean over the seeds and its 95% confidence interval, Student t over the seed means "
+                "(mean ± t₀.₉₇₅,ₙ₋₁ · s/√n, n seeds); it covers the spread of training, not only of the test items.",
+            )
+        )
+    if ITEMS_INTERVAL in kinds:
+        legend.append(
+            (
+                "single seed [low, high]",
+                "an accuracy cell of one seed carries the 95% Wilson interval over its test items: the test set's "
+                "sampling error alone, not the seed's; other single-seed cells have no interval.",
+            )
+        )
+    if any(row.p_values for row in rows):
+        legend.append(
+            (
+                f"{SIGNIFICANT} / {NOT_SIGNIFICANT}",
+                f"paired t-test against {baseline} over the seeds both have (same seed: same data order and "
+                f"initialisation): {SIGNIFICANT} differs at p < {ALPHA}, {NOT_SIGNIFICANT} does not; no mark "
+                "with fewer than two paired seeds.",
+            )
+        )
+    legend.append((UNDEFINED, "undefined."))
+    return legend
+
+
 def _number(value: float) -> str:
     text = f"{value:.1f}"
     return "0.0" if text == "-0.0" else text
 
 
-def format_stat(stat: Stat, plus_minus: str = " ± ", undefined: str = UNDEFINED) -> str:
-    """``55.1 ± 2.3`` over several seeds, ``55.1`` for one, ``undefined`` when there is no value."""
+def format_stat(stat: Stat, mark: str = "", undefined: str = UNDEFINED) -> str:
+    """``55.1 [52.0, 58.2]`` with an interval, ``55.1`` without, ``undefined`` when there is no value;
+    then the comparison's ``mark``."""
     if math.isnan(stat.mean):
         return undefined
-    if math.isnan(stat.std):
-        return _number(stat.mean)
-    return f"{_number(stat.mean)}{plus_minus}{_number(stat.std)}"
+    text = _number(stat.mean)
+    if not math.isnan(stat.low):
+        text += f" [{_number(stat.low)}, {_number(stat.high)}]"
+    return f"{text} {mark}" if mark else text
 
 
 def _seeds_note(table: MethodTable) -> tuple[str, str]:
@@ -124,9 +194,9 @@ def _seeds_note(table: MethodTable) -> tuple[str, str]:
 def to_markdown(table: MethodTable) -> str:
     """Heading (suite, order and its sequence, backbone, seeds), the table, then the column legend."""
     count, seeds = _seeds_note(table)
-    cells = "mean ± std over seeds" if table.multi_seed else "single-seed values"
+    cells = "mean [95% interval] over seeds" if table.multi_seed else "single-seed values"
     frame = pd.DataFrame(
-        [[row.label, *(format_stat(c) for c in row.cells)] for row in table.rows],
+        [[row.label, *(format_stat(c, row.mark(i)) for i, c in enumerate(row.cells))] for row in table.rows],
         columns=["Method", *table.headers],
     )
     body = frame.to_markdown(index=False, disable_numparse=True, colalign=("left", *["right"] * len(table.headers)))
@@ -141,16 +211,18 @@ def to_markdown(table: MethodTable) -> str:
 
 
 def to_csv(table: MethodTable) -> str:
-    """One row per method; ``<column> mean`` / ``<column> std`` when any method has several seeds."""
+    """One row per method: per column its ``mean``, ``std``, 95% ``ci_low``/``ci_high`` and the interval's kind,
+    and ``p vs <baseline>`` where the column is compared."""
     columns: dict[str, list] = {"method": [row.label for row in table.rows]}
     columns["n_seeds"] = pd.array([len(row.seeds) if row.seeds else None for row in table.rows], dtype="Int64")
+    compared_columns = {i for row in table.rows for i, p in enumerate(row.p_values) if not math.isnan(p)}
     for i, header in enumerate(table.headers):
-        means = [round(row.cells[i].mean, CSV_DECIMALS) for row in table.rows]
-        if table.multi_seed:
-            columns[f"{header} mean"] = means
-            columns[f"{header} std"] = [round(row.cells[i].std, CSV_DECIMALS) for row in table.rows]
-        else:
-            columns[header] = means
+        for part, name in (("mean", "mean"), ("std", "std"), ("low", "ci_low"), ("high", "ci_high")):
+            columns[f"{header} {name}"] = [round(getattr(row.cells[i], part), CSV_DECIMALS) for row in table.rows]
+        columns[f"{header} interval"] = [row.cells[i].interval for row in table.rows]
+        if i in compared_columns:
+            p_values = [row.p_values[i] if row.p_values else NAN for row in table.rows]
+            columns[f"{header} p vs {table.baseline}"] = [round(p, CSV_DECIMALS) for p in p_values]
     return pd.DataFrame(columns).to_csv(index=False, lineterminator="\n")
 
 
@@ -167,6 +239,7 @@ _TEX_SPECIALS = {
     "^": r"\textasciicircum{}",
     UNDEFINED: "--",
     "Δ": r"$\Delta$",
+    NOT_SIGNIFICANT: r"$\approx$",
 }
 
 
@@ -183,7 +256,7 @@ def to_latex(table: MethodTable) -> str:
     caption = tex_escape(f"{title}: suite {table.suite}, order {table.order}") + f" ({sequence}), "
     caption += tex_escape(f"backbone {table.backbone}, {count}")
     if table.multi_seed:
-        caption += "; mean $\\pm$ std over seeds"
+        caption += "; mean [95\\% interval] over seeds"
     caption += f". {tex_escape(DAGGER)} Not in the training sequence." if table.has_extra_tasks else "."
     label = f"-{table.label}" if table.label else ""
     lines = [  # the first line names the package's report writer as it always has: committed tables keep their bytes
@@ -200,7 +273,7 @@ def to_latex(table: MethodTable) -> str:
     for row in table.rows:
         if not row.seeds:
             lines.append("\\midrule")
-        cells = [format_stat(c, plus_minus=" $\\pm$ ", undefined="--") for c in row.cells]
+        cells = [tex_escape(format_stat(c, row.mark(i))) for i, c in enumerate(row.cells)]
         lines.append(" & ".join([tex_escape(row.label), *cells]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from mmcl.analyses.runs import NAN, Run, in_order
+from mmcl.metrics.statistics import t_interval, wilson_interval
 
 RESULTS_COLUMNS = [
     "suite",
@@ -21,8 +22,23 @@ RESULTS_COLUMNS = [
     "task",
     "metric",
     "value",
+    "fingerprint",
+    "commit",
 ]
-SUMMARY_COLUMNS = ["suite", "order", "backbone", "method", "metric", "mean", "std", "n_seeds"]
+RESULTS_KEY = RESULTS_COLUMNS[:9]  # a cell: (suite, order, backbone, method, seed, stage, stage_task, task, metric)
+SUMMARY_COLUMNS = [
+    "suite",
+    "order",
+    "backbone",
+    "method",
+    "metric",
+    "mean",
+    "std",
+    "n_seeds",
+    "ci_low",
+    "ci_high",
+    "interval",
+]
 BASELINE = "finetune"  # forgetting reductions are relative to naive fine-tuning
 DECIMALS = 6  # summary rounding: hides float summation noise (55.099999999) without losing information
 
@@ -31,25 +47,43 @@ def frame_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
+SEEDS_INTERVAL = "t over seeds"
+ITEMS_INTERVAL = "Wilson over test items"
+
+
 @dataclass(frozen=True)
 class Stat:
-    """Mean and sample standard deviation of one quantity over the seeds where it is defined."""
+    """One quantity over the seeds where it is defined: mean, sample std, 95% interval, and the per-seed
+    values (in the order of its row's seeds, NaN where undefined) that paired comparisons read."""
 
     mean: float
     std: float  # NaN with fewer than two defined values: one seed says nothing about spread
     n: int
+    low: float = NAN
+    high: float = NAN
+    interval: str = ""  # SEEDS_INTERVAL, ITEMS_INTERVAL, or "" when there is none
+    values: tuple[float, ...] = ()
 
 
 def seed_stat(values: Sequence[float]) -> Stat:
-    """Mean and std (ddof=1) over the defined values; undefined (NaN) seeds are left out."""
+    """Mean, std (ddof=1) and Student t interval over the defined values; undefined (NaN) seeds are left out."""
     defined = [v for v in values if not math.isnan(v)]
     if not defined:
-        return Stat(NAN, NAN, 0)
+        return Stat(NAN, NAN, 0, values=tuple(values))
     mean = sum(defined) / len(defined)
     if len(defined) < 2:
-        return Stat(mean, NAN, 1)
+        return Stat(mean, NAN, 1, values=tuple(values))
     variance = sum((v - mean) ** 2 for v in defined) / (len(defined) - 1)
-    return Stat(mean, math.sqrt(variance), len(defined))
+    low, high = t_interval(defined)
+    return Stat(mean, math.sqrt(variance), len(defined), low, high, SEEDS_INTERVAL, tuple(values))
+
+
+def item_stat(stat: Stat, samples: int) -> Stat:
+    """A single seed's accuracy with the Wilson interval of its ``samples`` test items (unchanged otherwise)."""
+    if stat.n != 1 or not samples:
+        return stat
+    low, high = wilson_interval(stat.mean, samples)
+    return replace(stat, low=low, high=high, interval=ITEMS_INTERVAL)
 
 
 def results_frame(runs: Sequence[Run]) -> pd.DataFrame:
@@ -62,13 +96,14 @@ def results_frame(runs: Sequence[Run]) -> pd.DataFrame:
                 for col, task in enumerate(run.eval_tasks):
                     value = float(matrix[row, col])
                     if not math.isnan(value):
-                        rows.append((*run.key, stage, stage_task, task, metric, value))
+                        rows.append((*run.key, stage, stage_task, task, metric, value, run.fingerprint, run.commit))
     frame = pd.DataFrame(rows, columns=RESULTS_COLUMNS)
-    return frame.sort_values(RESULTS_COLUMNS[:-1], kind="stable", ignore_index=True)
+    return frame.sort_values(RESULTS_KEY, kind="stable", ignore_index=True)
 
 
 def summary_frame(runs: Sequence[Run]) -> pd.DataFrame:
-    """Mean/std over seeds of every run-level metric, per (suite, order, backbone, method)."""
+    """Mean, std and 95% interval (``seed_stat``) over seeds of every run-level metric, per (suite, order,
+    backbone, method)."""
     by_method: dict[tuple[str, str, str, str], list[Run]] = {}
     for run in runs:
         by_method.setdefault(run.key[:4], []).append(run)
@@ -76,10 +111,12 @@ def summary_frame(runs: Sequence[Run]) -> pd.DataFrame:
     for key, members in by_method.items():
         for metric in sorted({name for run in members for name in run.metrics}):
             stat = seed_stat([run.metrics.get(metric, NAN) for run in members])
-            rows.append((*key, metric, round(stat.mean, DECIMALS), round(stat.std, DECIMALS), stat.n))
+            numbers = (round(value, DECIMALS) for value in (stat.mean, stat.std))
+            interval = (round(value, DECIMALS) for value in (stat.low, stat.high))
+            rows.append((*key, metric, *numbers, stat.n, *interval, stat.interval))
         if (baseline := by_method.get((*key[:3], BASELINE))) and key[3] != BASELINE:
             reduction = forgetting_reduction(members, baseline)
-            rows.append((*key, "forgetting_reduction_pct", round(reduction, DECIMALS), NAN, len(members)))
+            rows.append((*key, "forgetting_reduction_pct", round(reduction, DECIMALS), NAN, len(members), NAN, NAN, ""))
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     return frame.sort_values(SUMMARY_COLUMNS[:5], kind="stable", ignore_index=True)
 

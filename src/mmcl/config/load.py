@@ -237,6 +237,8 @@ def check_grid(params: Params, grid: GridConfig, where: str, path: str) -> None:
         for i, name in enumerate(names):
             check_name(name, known, f"{where}.{key}[{i}]", what, path)
             check_once(names, i, f"{where}.{key}", path)
+    if grid.baseline is not None:
+        check_name(grid.baseline, grid.methods, f"{where}.baseline", f"method of {where}.methods", path)
     if not grid.seeds:
         raise ConfigError(f"{path}: {where}.seeds: list at least one seed")
     for i in range(len(grid.seeds)):

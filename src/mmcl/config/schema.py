@@ -96,6 +96,13 @@ class GridConfig:
     methods: list[str] = MISSING
     backbones: list[str] = MISSING
     seeds: list[int] = field(default_factory=lambda: [0])
+    # The method every other is tested against in the tables (paired by seed); None: finetune where the grid
+    # runs it, else no test.
+    baseline: str | None = None
+
+    @property
+    def compare_with(self) -> str | None:
+        return self.baseline or ("finetune" if "finetune" in self.methods else None)
 
 
 @dataclass
@@ -243,6 +250,15 @@ class Params:
     def fingerprint(self, *sections: str) -> str:
         """Short hash of the named sections (dotted paths), for rerun triggers and artifact keys."""
         return fingerprint(self.resolved(), *sections)
+
+    def config_fingerprint(self) -> str:
+        """The hash of every section that shapes results (not resources, presets or plugins' paths)."""
+        return self.fingerprint("grid", "suites", "datasets", "backbones", "methods", "train", "evaluation", "judge")
+
+    def run_fingerprint(self, suite: str, backbone: str, method: str) -> str:
+        """The hash of what one run's results depend on: two result sets match cell by cell where it is equal."""
+        sections = (f"suites.{suite}", f"backbones.{backbone}", f"methods.{method}", "train", "evaluation", "judge")
+        return self.fingerprint(*sections)
 
 
 @dataclass

@@ -1,8 +1,12 @@
-"""What every job records beside its outputs: resolved config, package versions, git commit, host."""
+"""What every job records beside its outputs: resolved config and its fingerprint, package versions, git
+commit, host and the hardware facts that change floating-point results (CPU model, thread counts, the BLAS
+and oneDNN torch was built with, CUDA and cuDNN): what ``mmcl compare`` shows when two result sets differ."""
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -54,6 +58,50 @@ def git_state(cwd: Path | None = None) -> dict:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 
+# Environment variables that change a CPU job's bits: thread counts, and the kernels MKL and ATen pick.
+NUMERIC_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_CBWR",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+)
+BUILD_SETTINGS = ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN", "TORCH_VERSION")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    return found.group(1).strip() if found else platform.processor() or platform.machine()
+
+
+def hardware(torch) -> dict:
+    """What, besides code and config, decides a job's floating-point bits; ``torch``: the module when the job
+    imported it (its threads, build and GPU stack), else None."""
+    facts = {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "variables": {name: os.environ[name] for name in NUMERIC_VARIABLES if name in os.environ},
+    }
+    if torch is None:
+        return facts
+    facts["threads"] = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+    facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the vector kernels ATen runs
+    config = torch.__config__.show()
+    settings = dict(re.findall(r"(\w+)=([^,\s]*)", config))
+    facts["build"] = {name: settings.get(name) for name in BUILD_SETTINGS}
+    libraries = (line.strip(" -") for line in config.splitlines() if line.startswith("  - "))
+    facts["build"]["libraries"] = [line for line in libraries if re.match(r"Intel|OpenBLAS|oneDNN", line)]
+    cuda = torch.cuda.is_available()
+    facts["cuda"] = torch.version.cuda if cuda else None
+    facts["cudnn"] = torch.backends.cudnn.version() if cuda else None
+    return facts
+
+
 def record(path: Path, params, job: dict) -> None:
     """Write ``path`` (JSON) describing how the outputs beside it were made."""
     torch = sys.modules.get("torch")  # a job that never imported torch (scoring, reports) ran on the CPU
@@ -67,8 +115,10 @@ def record(path: Path, params, job: dict) -> None:
             "platform": platform.platform(),
             "host": platform.node(),
             "device": torch.cuda.get_device_name() if torch is not None and torch.cuda.is_available() else "cpu",
+            "hardware": hardware(torch),
             "packages": package_versions(),
             "params_file": str(params.path),
+            "fingerprint": params.config_fingerprint(),
             "params": params.resolved(),
         },
     )

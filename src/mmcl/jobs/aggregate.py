@@ -20,6 +20,7 @@ from mmcl.config.schema import Params
 from mmcl.core import paths
 from mmcl.core.io import read_json, write_json
 from mmcl.core.plan import plan_stages, scored_tasks
+from mmcl.core.provenance import git_state
 from mmcl.methods import METHODS
 
 
@@ -49,6 +50,17 @@ def needed_cells(
     stages = plan_stages(schedule, tasks)
     keep = [set(scored_tasks(stage, [tasks], eval_tasks, "needed")) for stage in stages]
     return [{task: entry for task, entry in row.items() if task in kept} for row, kept in zip(rows, keep, strict=True)]
+
+
+ENVIRONMENT = ("python", "platform", "device", "hardware", "packages")  # of a job's provenance
+
+
+def environment(scores: Path) -> dict:
+    """Where the run's last model was evaluated (the provenance of its prediction job, beside its scores): what
+    explains a difference between two result sets whose code and settings agree. Empty when not recorded."""
+    provenance = Path(scores).parent / "provenance.json"
+    found = read_json(provenance) if provenance.exists() else {}
+    return {key: found[key] for key in ENVIRONMENT if key in found}
 
 
 def read_scores(path: Path, lm_eval: bool) -> dict:
@@ -112,6 +124,10 @@ def aggregate_run(
         "backbone": backbone,
         "method": method,
         "seed": seed,
+        # What matches two result sets cell by cell: the settings its results depend on, and the code.
+        "fingerprint": params.run_fingerprint(suite, backbone, method),
+        "commit": git_state()["commit"],
+        "environment": environment(stage_scores[-1] if stage_scores else zeroshot_scores),
         "tasks": tasks,
         "eval_tasks": eval_tasks,
         "families": {t: zeroshot[t]["family"] for t in eval_tasks},

@@ -34,15 +34,16 @@ from pathlib import Path
 
 from mmcl.analyses import ANALYSES
 from mmcl.analyses.base import Analysis, ReportContext
-from mmcl.analyses.runs import Group, group_dir, group_runs, in_order, load_runs
+from mmcl.analyses.runs import Group, Run, group_dir, group_runs, in_order, load_runs
 from mmcl.analyses.tidy import frame_csv, metrics_tree, results_frame, summary_frame
 from mmcl.core.io import atomic_path, read_json, write_json, write_text
 
 FOOTER = [
     "",
     "Machine-readable: [results.csv](results.csv) (every matrix cell of every run), "
-    "[summary.csv](summary.csv) (run-level metrics, mean/std over seeds), "
-    "[metrics.json](metrics.json) (means, for `dvc metrics`).",
+    "[summary.csv](summary.csv) (run-level metrics: mean, std and 95% interval over seeds), "
+    "[metrics.json](metrics.json) (means, for `dvc metrics`), "
+    "[environment.json](environment.json) (the machines and libraries the runs were evaluated with).",
 ]
 
 
@@ -58,13 +59,15 @@ def build_reports(
     baselines: dict[str, Path] | None = None,
     backbone_order: list[str] | None = None,
     inputs: dict[str, Sequence[Path]] | None = None,
+    compare_with: str | None = None,
 ) -> dict:
     """Write every report under out_dir (normally `reports/`); return metrics dict (also written).
 
     ``method_order`` orders table rows and ``metrics.json`` (methods not in it follow alphabetically),
     ``backbone_order`` the backbone axes of figures (the same way); ``baselines`` maps a suite to its
     most-common-predictor scores, shown as a reference row; ``inputs`` maps an analysis to the files it
-    reads (``Analysis.report_inputs``: e.g. ``mmcl gradients`` files). The returned dict is what
+    reads (``Analysis.report_inputs``: e.g. ``mmcl gradients`` files); ``compare_with`` the method the tables
+    test every other against. The returned dict is what
     ``metrics.json`` holds: ``{suite: {order: {backbone: {method: {metric: mean over seeds}}}}}`` with
     undefined values as None.
     """
@@ -75,10 +78,12 @@ def build_reports(
     write_text(out_dir / "results.csv", frame_csv(results_frame(runs)))
     summary = summary_frame(runs)
     write_text(out_dir / "summary.csv", frame_csv(summary))
+    write_json(out_dir / "environment.json", environments(runs))
     groups = group_runs(runs)
     suites = {suite for suite, _, _ in groups}
     context = ReportContext(
         methods=in_order((run.method for run in runs), method_order),
+        compare_with=compare_with,
         backbones=backbone_order,
         baselines={suite: read_json(path) for suite, path in (baselines or {}).items() if suite in suites},
         inputs={name: [Path(p) for p in files] for name, files in (inputs or {}).items()},
@@ -98,6 +103,21 @@ def build_reports(
     write_json(out_dir / "metrics.json", metrics)
     write_text(out_dir / "index.md", index_markdown(every, applied, written))
     return metrics
+
+
+def environments(runs: Sequence[Run]) -> dict:
+    """The distinct environments of ``runs``, each with the runs (suite/order/backbone/method/seed) it made:
+    what ``mmcl compare`` sets side by side."""
+    found: list[tuple[dict, list[str]]] = []
+    for run in runs:
+        name = "/".join(map(str, run.key))
+        for environment, names in found:
+            if environment == run.environment:
+                names.append(name)
+                break
+        else:
+            found.append((run.environment, [name]))
+    return {"environments": [{"runs": names, **environment} for environment, names in found]}
 
 
 def index_markdown(every: list[Analysis], applied: dict[str, list[Group]], written: dict[str, list]) -> str:

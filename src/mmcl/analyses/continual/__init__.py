@@ -54,7 +54,11 @@ class Continual(Analysis):
         from mmcl.analyses.tidy import frame_csv
         from mmcl.core.io import write_text
 
-        write_table(directory, "table", build_table(runs, context.baselines.get(runs[0].suite), context.methods))
+        write_table(
+            directory,
+            "table",
+            build_table(runs, context.baselines.get(runs[0].suite), context.methods, context.compare_with),
+        )
         for run in runs:
             save_png(heatmap_figure(run), directory / "heatmaps" / f"{safe_name(run.method)}_seed{run.seed}.png")
         for method in in_order((run.method for run in runs), context.methods):

@@ -10,15 +10,16 @@ from collections.abc import Sequence
 from mmcl.analyses.runs import NAN, Run, in_order
 from mmcl.analyses.tables import (
     DAGGER,
-    MEAN_STD_LEGEND,
     MethodTable,
     TableRow,
+    compared,
     fixed_row,
     joint_trained,
     method_rows,
     task_header,
+    uncertainty_legend,
 )
-from mmcl.analyses.tidy import BASELINE, Stat, seed_stat
+from mmcl.analyses.tidy import BASELINE, Stat, item_stat, seed_stat
 
 REFERENCE_LABEL = "most common (reference)"
 TASK_LEGEND = "score on the task after the final stage, in its primary metric (Acc = accuracy in %, CIDEr ×100)."
@@ -103,7 +104,12 @@ def _reference_row(run: Run, baseline: dict) -> TableRow:
 
 
 def _method_cells(runs: list[Run]) -> list[Stat]:
-    cells = [seed_stat([run.final(task) for run in runs]) for task in runs[0].report_tasks]
+    first = runs[0]
+    cells = [seed_stat([run.final(task) for run in runs]) for task in first.report_tasks]
+    cells = [  # one seed: an accuracy's interval over its test items
+        item_stat(cell, first.samples.get(task, (0, 0))[0]) if first.primary_metric[task] == "accuracy" else cell
+        for cell, task in zip(cells, first.report_tasks, strict=True)
+    ]
     return cells + [seed_stat([run.metrics.get(metric, NAN) for run in runs]) for _, metric, _, _ in SUMMARY_COLUMNS]
 
 
@@ -118,7 +124,14 @@ def _with_reduction(rows: list[TableRow], forgetting: int) -> list[TableRow]:
     return extended
 
 
-def _legend(run: Run, kept: list[str], joint_methods: list[str], with_reference: bool) -> list[tuple[str, str]]:
+def _legend(
+    run: Run,
+    kept: list[str],
+    rows: list[TableRow],
+    compare_with: str | None,
+    joint_methods: list[str],
+    with_reference: bool,
+) -> list[tuple[str, str]]:
     """Definitions of the columns (and special rows) that the table actually shows."""
     legend = [("task (metric)", TASK_LEGEND)]
     if run.extra_tasks:
@@ -126,7 +139,7 @@ def _legend(run: Run, kept: list[str], joint_methods: list[str], with_reference:
     legend += [(header, text) for header, _, _, text in SUMMARY_COLUMNS if header in kept]
     if REDUCTION in kept:
         legend.append((REDUCTION, REDUCTION_LEGEND))
-    legend.append(MEAN_STD_LEGEND)
+    legend += uncertainty_legend(rows, compare_with)
     if joint_methods:
         legend.append((", ".join(joint_methods), JOINT_LEGEND))
     if with_reference:
@@ -149,8 +162,11 @@ def samples_legend(run: Run) -> str:
     )
 
 
-def build_table(runs: Sequence[Run], baseline: dict | None, method_order: Sequence[str] | None) -> MethodTable:
-    """Rows = methods in ``method_order`` (then the reference row); columns = tasks, then summaries.
+def build_table(
+    runs: Sequence[Run], baseline: dict | None, method_order: Sequence[str] | None, compare_with: str | None = None
+) -> MethodTable:
+    """Rows = methods in ``method_order`` (then the reference row); columns = tasks, then summaries, each
+    summary tested against the ``compare_with`` row.
 
     Summary columns undefined in every row (e.g. CIDEr ones for an order without captioning) are dropped.
     """
@@ -170,4 +186,7 @@ def build_table(runs: Sequence[Run], baseline: dict | None, method_order: Sequen
     ]
     rows = [TableRow(row.label, tuple(row.cells[i] for i in kept), row.seeds) for row in rows]
     kept_headers = [headers[i] for i in kept]
-    return MethodTable.of(first, kept_headers, rows, _legend(first, kept_headers, joint_methods, baseline is not None))
+    summaries = [i for i, header in enumerate(kept_headers) if header in {h for h, _, _, _ in SUMMARY_COLUMNS}]
+    rows = compared(rows, compare_with, summaries)
+    legend = _legend(first, kept_headers, rows, compare_with, joint_methods, baseline is not None)
+    return MethodTable.of(first, kept_headers, rows, legend, baseline=compare_with)

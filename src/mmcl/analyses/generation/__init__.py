@@ -68,7 +68,7 @@ class Generation(Analysis):
         from mmcl.analyses.generation.table import build_generation_table
         from mmcl.analyses.tables import write_table
 
-        write_table(directory, "generation", build_generation_table(runs, context.methods))
+        write_table(directory, "generation", build_generation_table(runs, context.methods, context.compare_with))
         save_png(generated_grid_figure(runs, context.methods), directory / "generated.png")
 
     def index_section(self, groups: Sequence[Group], written: list) -> list[str]:

@@ -12,7 +12,16 @@ import math
 from collections.abc import Sequence
 
 from mmcl.analyses.runs import NAN, Run, in_order
-from mmcl.analyses.tables import MEAN_STD_LEGEND, MethodTable, fixed_row, joint_trained, method_rows, task_header
+from mmcl.analyses.tables import (
+    MethodTable,
+    TableRow,
+    compared,
+    fixed_row,
+    joint_trained,
+    method_rows,
+    task_header,
+    uncertainty_legend,
+)
 from mmcl.analyses.tidy import Stat, seed_stat
 from mmcl.data.families import generates_images
 
@@ -49,7 +58,9 @@ def _params_unit(runs: Sequence[Run]) -> tuple[str, float]:
     return ("M", 1e6) if not math.isnan(largest) and largest >= 1e6 else ("K", 1e3)
 
 
-def _generation_legend(run: Run, params_header: str, joint_methods: list[str]) -> list[tuple[str, str]]:
+def _generation_legend(
+    run: Run, params_header: str, rows: list[TableRow], compare_with: str | None, joint_methods: list[str]
+) -> list[tuple[str, str]]:
     drawing = ", ".join(drawn_tasks(run))
     legend = [
         ("task (metric)", "accuracy on the understanding task after the final stage, in %."),
@@ -60,7 +71,7 @@ def _generation_legend(run: Run, params_header: str, joint_methods: list[str]) -
             "position, as the suite's judge reads them, all match the prompt.",
         ),
         (params_header, "parameters the method trains in the final stage."),
-        MEAN_STD_LEGEND,
+        *uncertainty_legend(rows, compare_with),
     ]
     if joint_methods:
         legend.append((", ".join(joint_methods), "multitask training on all tasks at once: one stage."))
@@ -68,9 +79,12 @@ def _generation_legend(run: Run, params_header: str, joint_methods: list[str]) -
     return legend
 
 
-def build_generation_table(runs: Sequence[Run], method_order: Sequence[str] | None) -> MethodTable:
+def build_generation_table(
+    runs: Sequence[Run], method_order: Sequence[str] | None, compare_with: str | None = None
+) -> MethodTable:
     """Rows = methods in ``method_order``, then the stage-0 model; columns = understanding tasks, their mean,
-    generation before/after, intra- and inter-modal forgetting, trainable parameters."""
+    generation before/after, intra- and inter-modal forgetting, trainable parameters. What a method changes
+    (all but the tasks, Gen before and the parameters) is tested against the ``compare_with`` row."""
     first = runs[0]
     unit, scale = _params_unit(runs)
     params_header = f"Trainable params ({unit})"
@@ -89,5 +103,7 @@ def build_generation_table(runs: Sequence[Run], method_order: Sequence[str] | No
     rows.append(fixed_row(BASE_LABEL, base))
     joint_methods = joint_trained(runs, methods)
     headers = (*(task_header(first, task) for task in understanding), *(h for h, _, _ in COLUMNS), params_header)
-    legend = _generation_legend(first, params_header, joint_methods)
-    return MethodTable.of(first, headers, rows, legend, title=TITLE, label="generation")
+    tested = [len(understanding) + i for i, (_, metric, _) in enumerate(COLUMNS) if metric != "gen_before"]
+    rows = compared(rows, compare_with, tested)
+    legend = _generation_legend(first, params_header, rows, compare_with, joint_methods)
+    return MethodTable.of(first, headers, rows, legend, title=TITLE, label="generation", baseline=compare_with)

@@ -71,7 +71,7 @@ class Linguistic(Analysis):
         from mmcl.analyses.linguistic.table import build_linguistic_table
         from mmcl.analyses.tables import write_table
 
-        write_table(directory, "linguistic", build_linguistic_table(runs, context.methods))
+        write_table(directory, "linguistic", build_linguistic_table(runs, context.methods, context.compare_with))
         save_png(stage_curves_figure(runs, context.methods), directory / "linguistic_stages.png")
 
     def write_report(self, out_dir: Path, groups: dict[Group, list[Run]], context: ReportContext) -> list[Path]:

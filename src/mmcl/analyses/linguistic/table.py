@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mmcl.analyses.runs import NAN, Run, in_order
-from mmcl.analyses.tables import MEAN_STD_LEGEND, MethodTable, fixed_row, joint_trained, method_rows
+from mmcl.analyses.tables import (
+    MethodTable,
+    TableRow,
+    compared,
+    fixed_row,
+    joint_trained,
+    method_rows,
+    uncertainty_legend,
+)
 from mmcl.analyses.tidy import seed_stat
 
 # (measure, run-level metric after the final stage, column header)
@@ -27,7 +35,9 @@ def measures_of(run: Run) -> list[tuple[str, str, str]]:
     return [entry for entry in MEASURES if entry[0] in run.measures]
 
 
-def _legend(run: Run, joint_methods: list[str]) -> list[tuple[str, str]]:
+def _legend(
+    run: Run, rows: list[TableRow], compare_with: str | None, joint_methods: list[str]
+) -> list[tuple[str, str]]:
     names = {measure: ", ".join(run.measures[measure]) for measure, _, _ in measures_of(run)}
     legend = [
         (
@@ -44,7 +54,7 @@ def _legend(run: Run, joint_methods: list[str]) -> list[tuple[str, str]]:
                 "the final stage, in points: positive = forgetting, negative = the model got better.",
             )
         )
-    legend.append(MEAN_STD_LEGEND)
+    legend += uncertainty_legend(rows, compare_with)
     if joint_methods:
         legend.append(
             (", ".join(joint_methods), "multitask training on all tasks at once: values after its one stage.")
@@ -59,8 +69,11 @@ def _legend(run: Run, joint_methods: list[str]) -> list[tuple[str, str]]:
     return legend
 
 
-def build_linguistic_table(runs: Sequence[Run], method_order: Sequence[str] | None) -> MethodTable:
-    """Rows = methods in ``method_order``, then the base model; columns = VL score, NLU Δ, NLG Δ."""
+def build_linguistic_table(
+    runs: Sequence[Run], method_order: Sequence[str] | None, compare_with: str | None = None
+) -> MethodTable:
+    """Rows = methods in ``method_order``, then the base model; columns = VL score, NLU Δ, NLG Δ, each tested
+    against the ``compare_with`` row."""
     first = runs[0]
     measures = measures_of(first)
     methods = in_order((run.method for run in runs), method_order)
@@ -70,4 +83,6 @@ def build_linguistic_table(runs: Sequence[Run], method_order: Sequence[str] | No
     rows.append(fixed_row(BASE_LABEL, [first.base_measures[measure] for measure, _, _ in measures]))
     joint_methods = joint_trained(runs, methods)
     headers = [header for _, _, header in measures]
-    return MethodTable.of(first, headers, rows, _legend(first, joint_methods), title=TITLE, label="linguistic")
+    rows = compared(rows, compare_with, range(len(headers)))
+    legend = _legend(first, rows, compare_with, joint_methods)
+    return MethodTable.of(first, headers, rows, legend, title=TITLE, label="linguistic", baseline=compare_with)
