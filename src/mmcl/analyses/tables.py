@@ -153,7 +153,7 @@ def uncertainty_legend(rows: Sequence[TableRow], baseline: str | None) -> list[t
     if any(row.p_values for row in rows):
         legend.append(
             (
-                f"{SIGNIFICANT} / {NOT_SIGNIFICANT}",
+                f"`{SIGNIFICANT}` / `{NOT_SIGNIFICANT}`",
                 f"paired t-test against {baseline} over the seeds both have (same seed: same data order and "
                 f"initialisation): {SIGNIFICANT} differs at p < {ALPHA}, {NOT_SIGNIFICANT} does not; no mark "
                 "with fewer than two paired seeds.",
