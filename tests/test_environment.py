@@ -47,3 +47,22 @@ def test_each_lock_pins_every_dependency_within_its_range(lock, extras):
             continue
         assert name in pinned, f"requirements/{lock} does not pin {name}; refresh it (README, Development)"
         assert requirement.specifier.contains(pinned[name]), f"{name}=={pinned[name]} is outside {requirement}"
+
+
+def test_the_code_commit_is_the_last_one_that_changed_the_code(tmp_path):
+    import subprocess
+
+    from mmcl.core.provenance import git_state
+
+    def commit(path: str, text: str) -> str:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+        for args in (["add", path], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", path]):
+            subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    code = commit("src/mmcl/x.py", "x = 1\n")
+    reports = commit("reports/summary.csv", "a,b\n")  # regenerated reports, committed after the code
+    state = git_state(tmp_path / "reports")  # from a subdirectory too
+    assert (state["commit"], state["code_commit"]) == (reports, code)

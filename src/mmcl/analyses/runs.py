@@ -59,7 +59,7 @@ class Run:
     # gained between the stage that learned it and the last, with examples; empty for other runs.
     flips: dict[str, dict] = field(default_factory=dict)
     fingerprint: str | None = None  # what its results depend on (``Params.run_fingerprint``)
-    commit: str | None = None  # the code that aggregated it
+    commit: str | None = None  # the last commit of the code that aggregated it (``git_state``'s code_commit)
     environment: dict = field(default_factory=dict)  # machine, threads, libraries (``mmcl.core.provenance``)
 
     @property

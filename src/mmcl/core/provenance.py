@@ -46,6 +46,9 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+CODE = ("src", "workflow", "Snakefile")  # what the jobs run
+
+
 def git_state(cwd: Path | None = None) -> dict:
     def git(*args: str) -> str | None:
         try:
@@ -55,7 +58,14 @@ def git_state(cwd: Path | None = None) -> dict:
         return out.stdout.strip()
 
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+    # The last commit that changed the code (not only reports or notes): a commit of regenerated reports
+    # leaves it, so re-running that code names the same one.
+    code = git("log", "-1", "--format=%H", "--", *(f":/{path}" for path in CODE))
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "code_commit": code or None,
+        "dirty": bool(status) if status is not None else None,
+    }
 
 
 # Environment variables that change a CPU job's bits: thread counts, and the kernels MKL and ATen pick.

@@ -126,7 +126,7 @@ def aggregate_run(
         "seed": seed,
         # What matches two result sets cell by cell: the settings its results depend on, and the code.
         "fingerprint": params.run_fingerprint(suite, backbone, method),
-        "commit": git_state()["commit"],
+        "commit": git_state()["code_commit"],
         "environment": environment(stage_scores[-1] if stage_scores else zeroshot_scores),
         "tasks": tasks,
         "eval_tasks": eval_tasks,
