@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 from scipy import stats
@@ -14,10 +15,10 @@ from mmcl.metrics.statistics import paired_t_test, t_interval, wilson_interval
 
 def test_the_seed_interval_is_students_t_of_the_mean():
     values = [61.0, 64.5, 58.0]
-    low, high = t_interval(values)
+    low, high = t_interval(statistics.mean(values), statistics.stdev(values), 3)
     expected = stats.t.interval(0.95, 2, loc=sum(values) / 3, scale=stats.sem(values))
     assert (low, high) == pytest.approx(expected)
-    assert all(math.isnan(v) for v in t_interval([61.0]))
+    assert all(math.isnan(v) for v in t_interval(61.0, math.nan, 1))
     stat = seed_stat([61.0, math.nan, 64.5, 58.0])  # an undefined seed is left out, but kept in place
     assert (stat.n, stat.interval, len(stat.values)) == (3, SEEDS_INTERVAL, 4) and math.isnan(stat.values[1])
     assert (stat.low, stat.high) == pytest.approx(expected)

@@ -55,7 +55,14 @@ class MethodTable:
 
     @classmethod
     def of(
-        cls, first: Run, headers, rows, legend, title: str | None = None, label: str | None = None, baseline=None
+        cls,
+        first: Run,
+        headers,
+        rows,
+        legend,
+        title: str | None = None,
+        label: str | None = None,
+        baseline: str | None = None,
     ) -> MethodTable:
         """The table of ``first``'s (suite, order, backbone)."""
         return cls(

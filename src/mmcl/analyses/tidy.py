@@ -73,9 +73,9 @@ def seed_stat(values: Sequence[float]) -> Stat:
     mean = sum(defined) / len(defined)
     if len(defined) < 2:
         return Stat(mean, NAN, 1, values=tuple(values))
-    variance = sum((v - mean) ** 2 for v in defined) / (len(defined) - 1)
-    low, high = t_interval(defined)
-    return Stat(mean, math.sqrt(variance), len(defined), low, high, SEEDS_INTERVAL, tuple(values))
+    std = math.sqrt(sum((v - mean) ** 2 for v in defined) / (len(defined) - 1))
+    low, high = t_interval(mean, std, len(defined))
+    return Stat(mean, std, len(defined), low, high, SEEDS_INTERVAL, tuple(values))
 
 
 def item_stat(stat: Stat, samples: int) -> Stat:

@@ -24,13 +24,10 @@ def t_quantile(df: int) -> float:
     return float(t.ppf(1 - (1 - LEVEL) / 2, df))
 
 
-def t_interval(values: Sequence[float]) -> tuple[float, float]:
-    """The 95% Student t interval of the mean of ``values`` (NaN, NaN with fewer than two)."""
-    n = len(values)
+def t_interval(mean: float, std: float, n: int) -> tuple[float, float]:
+    """The 95% Student t interval of a mean of ``n`` values with sample std ``std`` (NaN, NaN for n < 2)."""
     if n < 2:
         return NAN, NAN
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = t_quantile(n - 1) * std / math.sqrt(n)
     return mean - half, mean + half
 
